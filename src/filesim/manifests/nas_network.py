@@ -1,0 +1,70 @@
+"""NasEndpoint: the Service of one NAS and the PersistentVolume/Claim pair that mounts it."""
+
+from __future__ import annotations
+
+from cdk8s_plus_33 import k8s
+from constructs import Construct
+
+from filesim.manifests.nas_server import labels, nas_name, selector
+from filesim.manifests.props import EXPORT_DIR, NasProps
+
+
+def mount_options(props: NasProps) -> list[str]:
+    """Mount options the kubelet passes to mount.nfs for the preferred NFS version."""
+    nfs = props.nas["nfs"]
+    version = nfs["versions"][0]
+    options = [f"nfsvers={version}", f"port={nfs['port']}", "proto=tcp"]
+    if version == "3":
+        options += [f"mountport={nfs['mountPort']}", "nolock"]
+    return options
+
+
+class NasEndpoint(Construct):
+    """A Service with a fixed ClusterIP, and a PV naming the server by that IP plus its PVC."""
+
+    def __init__(self, scope: Construct, id: str, *, props: NasProps):
+        super().__init__(scope, id)
+        name, nas = nas_name(self), props.nas
+        service, nfs = nas["service"], nas["nfs"]
+        ports = [k8s.ServicePort(name="nfs", port=nfs["port"], protocol="TCP",
+                                 target_port=k8s.IntOrString.from_string("nfs"),
+                                 node_port=service.get("nodePort"))]
+        if "3" in nfs["versions"]:
+            ports.append(k8s.ServicePort(name="mountd", port=nfs["mountPort"], protocol="TCP",
+                                         target_port=k8s.IntOrString.from_string("mountd")))
+        self.service = k8s.KubeService(
+            self, "service",
+            metadata=k8s.ObjectMeta(name=name, namespace=props.namespace, labels=labels(props)),
+            spec=k8s.ServiceSpec(type=service["type"], cluster_ip=service["clusterIP"],
+                                 selector=selector(props), ports=ports),
+        )
+        read_only = nas["access"] == "ro"
+        access_modes = ["ReadOnlyMany"] if read_only else ["ReadWriteMany"]
+        volume_labels = {**labels(props), "filesim.dev/namespace": props.namespace}
+        size = k8s.Quantity.from_string(str(nas["storage"]["sizeLimit"]))
+        self.volume = k8s.KubePersistentVolume(
+            self, "volume",
+            metadata=k8s.ObjectMeta(name=f"{props.namespace}-{name}", labels=volume_labels),
+            spec=k8s.PersistentVolumeSpec(
+                capacity={"storage": size},
+                access_modes=access_modes,
+                persistent_volume_reclaim_policy="Retain",
+                storage_class_name="",
+                mount_options=mount_options(props),
+                nfs=k8s.NfsVolumeSource(server=service["clusterIP"], path=EXPORT_DIR,
+                                        read_only=read_only),
+            ),
+        )
+        self.claim = k8s.KubePersistentVolumeClaim(
+            self, "claim",
+            metadata=k8s.ObjectMeta(name=name, namespace=props.namespace, labels=labels(props)),
+            spec=k8s.PersistentVolumeClaimSpec(
+                access_modes=access_modes,
+                storage_class_name="",
+                selector=k8s.LabelSelector(match_labels={
+                    "app.kubernetes.io/instance": name,
+                    "filesim.dev/namespace": props.namespace,
+                }),
+                resources=k8s.VolumeResourceRequirements(requests={"storage": size}),
+            ),
+        )

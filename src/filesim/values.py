@@ -1,0 +1,349 @@
+"""Values: read YAML files and --set overrides, fill schema defaults, validate, check rules.
+
+The JSON Schema in ``schemas/values.schema.json`` is the single source of defaults and rules
+that a schema can express; :func:`cross_field_errors` checks the rest.
+"""
+
+from __future__ import annotations
+
+import copy
+import ipaddress
+import json
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from filesim import PROJECT_ROOT
+
+SCHEMA_PATH = PROJECT_ROOT / "schemas" / "values.schema.json"
+DEFAULT_VALUES = PROJECT_ROOT / "values" / "default.yaml"
+
+DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+QUANTITY = re.compile(r"^[+]?(\d+(\.\d*)?|\.\d+)(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei|[eE][+-]?\d+)?$")
+SET_TOKEN = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with the values: where, what, and how to fix it."""
+
+    path: str
+    what: str
+    fix: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.what}; {self.fix}"
+
+
+class ValuesError(Exception):
+    """The values are invalid; ``problems`` lists every problem found."""
+
+    def __init__(self, source: str, problems: Sequence[Problem]):
+        self.source = source
+        self.problems = list(problems)
+        super().__init__("\n".join(self.lines()))
+
+    def lines(self) -> list[str]:
+        """One line per problem, prefixed with the source it came from."""
+        return [f"{self.source}: {p}" for p in self.problems]
+
+
+@cache
+def schema() -> dict[str, Any]:
+    """The values JSON Schema."""
+    return json.loads(SCHEMA_PATH.read_text())
+
+
+def load(files: Iterable[str | Path] = (), sets: Iterable[str] = ()) -> dict[str, Any]:
+    """Read, merge, default, validate and check values; raise ValuesError listing all problems."""
+    files = [Path(f) for f in files] or [DEFAULT_VALUES]
+    merged: dict[str, Any] = {}
+    for path in files:
+        merged = deep_merge(merged, read_yaml(path))
+    for assignment in sets:
+        apply_set(merged, assignment)
+    source = str(files[-1]) if len(files) == 1 and not list(sets) else "values"
+    return resolve(merged, source)
+
+
+def resolve(raw: dict[str, Any], source: str = "values") -> dict[str, Any]:
+    """Turn raw merged values into complete, checked values."""
+    values = apply_aliases(copy.deepcopy(raw))
+    problems = schema_errors(values)
+    if not problems:
+        values = fill_defaults(values, schema())
+        problems = schema_errors(values) or cross_field_errors(values)
+    if problems:
+        raise ValuesError(source, problems)
+    return values
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    """Parse one values file; a missing or malformed file is a ValuesError."""
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ValuesError(str(path), [Problem("(file)", "not found", "check the path")]) from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(file)"
+        what = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ValuesError(str(path), [Problem(where, f"invalid YAML: {what}", "fix the syntax")])
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ValuesError(
+            str(path), [Problem("(top level)", "must be a mapping", "start with 'nasServers:'")]
+        )
+    return data
+
+
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """Merge mappings recursively; the override wins and replaces lists whole (as Helm does)."""
+    result = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(result.get(key), dict):
+            result[key] = deep_merge(result[key], value)
+        else:
+            result[key] = copy.deepcopy(value)
+    return result
+
+
+def apply_set(values: dict[str, Any], assignment: str) -> None:
+    """Apply one Helm-style ``a.b[0].c=value`` override in place (value parsed as YAML)."""
+    key, sep, text = assignment.partition("=")
+    tokens = [(name, int(index) if index else None) for name, index in SET_TOKEN.findall(key)]
+    if not sep or not tokens or "".join(_render(tokens)) != key:
+        raise ValuesError(
+            "--set",
+            [Problem(assignment, "not of the form key.path[0].name=value", "e.g. nasServers[0].sync.interval=5")],
+        )
+    value = yaml.safe_load(text) if text else ""
+    node: Any = values
+    for (name, index), nxt in zip(tokens, [*tokens[1:], None], strict=True):
+        child = [] if nxt is not None and nxt[1] is not None else {}
+        if index is None:
+            if nxt is None:
+                node[name] = value
+                return
+            node = node.setdefault(name, child) if isinstance(node, dict) else _bad_set(assignment)
+        else:
+            if not isinstance(node, list) or index > len(node):
+                _bad_set(assignment, f"index {index} is past the end of the list")
+            if nxt is None:
+                node[index:index + 1] = [value]
+                return
+            if index == len(node):
+                node.append(child)
+            node = node[index]
+
+
+def _render(tokens: list[tuple[str, int | None]]) -> list[str]:
+    out = []
+    for name, index in tokens:
+        out.append(f"[{index}]" if index is not None else ("." if out else "") + name)
+    return out
+
+
+def _bad_set(assignment: str, what: str = "path does not match the values' structure") -> Any:
+    raise ValuesError("--set", [Problem(assignment, what, "check the key path against values/default.yaml")])
+
+
+def apply_aliases(values: dict[str, Any]) -> dict[str, Any]:
+    """Map the research's ``sidecar.syncInterval`` onto ``sync.interval``."""
+    for nas in values.get("nasServers") or []:
+        sidecar = nas.get("sidecar") if isinstance(nas, dict) else None
+        if isinstance(sidecar, dict) and "syncInterval" in sidecar:
+            sync = nas.setdefault("sync", {})
+            if isinstance(sync, dict):
+                sync.setdefault("interval", sidecar["syncInterval"])
+    return values
+
+
+def fill_defaults(instance: Any, node: dict[str, Any], root: dict[str, Any] | None = None,
+                  role: str | None = None) -> Any:
+    """Return ``instance`` with every absent key that has a schema default filled in."""
+    root = root or node
+    if "$ref" in node:
+        target = _deref(root, node["$ref"])
+        node = {**target, **{k: v for k, v in node.items() if k != "$ref"}}
+    if isinstance(instance, list) and "items" in node:
+        return [fill_defaults(item, node["items"], root, role) for item in instance]
+    if not isinstance(instance, dict) or "properties" not in node:
+        return instance
+    result = dict(instance)
+    properties = node["properties"]
+    if "role" in properties and "role" not in result:
+        derived = _role_from_name(result.get("name", ""), properties["role"])
+        if derived:
+            result["role"] = derived
+    role = result.get("role", role)
+    for key, sub in properties.items():
+        if key not in result:
+            sub_node = _deref(root, sub["$ref"]) | sub if "$ref" in sub else sub
+            if "default" in sub_node:
+                result[key] = copy.deepcopy(sub_node["default"])
+            elif role and role in sub_node.get("x-default-by-role", {}):
+                result[key] = sub_node["x-default-by-role"][role]
+        if key in result:
+            result[key] = fill_defaults(result[key], sub, root, role)
+    return result
+
+
+def _deref(root: dict[str, Any], ref: str) -> dict[str, Any]:
+    node: Any = root
+    for part in ref.removeprefix("#/").split("/"):
+        node = node[part]
+    return node
+
+
+def _role_from_name(name: str, role_schema: dict[str, Any]) -> str | None:
+    for pattern, role in role_schema.get("x-role-from-name", {}).items():
+        if isinstance(name, str) and re.match(pattern, name):
+            return role
+    return None
+
+
+def schema_errors(values: dict[str, Any]) -> list[Problem]:
+    """Problems the JSON Schema finds, one per error, in document order."""
+    validator = jsonschema.Draft202012Validator(schema())
+    errors = sorted(validator.iter_errors(values), key=lambda e: [str(p) for p in e.absolute_path])
+    return [_problem(error) for error in errors]
+
+
+def key_path(parts: Iterable[Any]) -> str:
+    """Render a path such as ``nasServers[0].sync.mode``."""
+    text = ""
+    for part in parts:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "(top level)"
+
+
+def _problem(error: jsonschema.ValidationError) -> Problem:
+    path = key_path(error.absolute_path)
+    kind, arg, value = error.validator, error.validator_value, error.instance
+    if kind == "additionalProperties":
+        allowed = ", ".join(sorted(error.schema.get("properties", {})))
+        extra = sorted(set(value) - set(error.schema.get("properties", {})))
+        return Problem(key_path([*error.absolute_path, extra[0]]) if extra else path,
+                       f"unknown key {', '.join(map(repr, extra))}",
+                       f"remove it or use one of: {allowed}")
+    if kind == "required":
+        missing = error.message.split("'")[1]
+        hint = error.schema.get("properties", {}).get(missing, {}).get("description", "")
+        return Problem(key_path([*error.absolute_path, missing]), "is required",
+                       f"add it{': ' + hint if hint else ''}")
+    if kind == "enum":
+        return Problem(path, f"{value!r} is not allowed", f"use one of: {', '.join(map(str, arg))}")
+    if kind == "type":
+        return Problem(path, f"{value!r} is not of type {arg}", f"write a {arg} here")
+    if kind in ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"):
+        relation = {"minimum": ">=", "exclusiveMinimum": ">", "maximum": "<=",
+                    "exclusiveMaximum": "<"}[kind]
+        return Problem(path, f"{value!r} is out of range", f"use a value {relation} {arg}")
+    if kind == "minItems":
+        return Problem(path, "is empty", f"give at least {arg} item(s)")
+    if kind == "uniqueItems":
+        return Problem(path, "has duplicate items", "list each item once")
+    if kind in ("minLength", "pattern"):
+        return Problem(path, f"{value!r} is not valid", f"match {arg!r}" if kind == "pattern" else
+                       "give a non-empty string")
+    return Problem(path, error.message, "see schemas/values.schema.json")
+
+
+def cross_field_errors(values: dict[str, Any]) -> list[Problem]:
+    """Rules the schema cannot express; values must already be defaulted and schema-valid."""
+    problems: list[Problem] = []
+    seen: dict[tuple[str, Any], str] = {}
+
+    def unique(kind: str, value: Any, path: str, fix: str) -> None:
+        if value is None:
+            return
+        if (kind, value) in seen:
+            problems.append(Problem(path, f"{kind} {value!r} is also used by {seen[kind, value]}", fix))
+        else:
+            seen[kind, value] = path
+
+    for i, nas in enumerate(values["nasServers"]):
+        at = f"nasServers[{i}]"
+        name = nas["name"]
+        if not DNS1123_LABEL.match(name) or len(name) > 63:
+            problems.append(Problem(f"{at}.name", f"{name!r} is not a DNS-1123 label",
+                                    "use lower-case letters, digits and '-', at most 63 characters"))
+        unique("name", name, f"{at}.name", "give every NAS a unique name")
+        if "role" not in nas:
+            problems.append(Problem(f"{at}.role", f"cannot be derived from the name {name!r}",
+                                    "set role: input, output or backup"))
+            continue
+        _check_sync(nas, at, problems)
+        _check_network(nas, at, problems, unique)
+        for where, quantity in _quantities(nas, at):
+            if not QUANTITY.match(str(quantity)):
+                problems.append(Problem(where, f"{quantity!r} is not a Kubernetes quantity",
+                                        "write e.g. 500Mi, 1Gi, 250m or 0.5"))
+    return problems
+
+
+def _check_sync(nas: dict[str, Any], at: str, problems: list[Problem]) -> None:
+    role, access, sync = nas["role"], nas["access"], nas["sync"]
+    mode = sync["mode"]
+    alias = nas["sidecar"].get("syncInterval")
+    if alias is not None and alias != sync["interval"]:
+        problems.append(Problem(f"{at}.sidecar.syncInterval",
+                                f"{alias} contradicts sync.interval {sync['interval']}",
+                                "set only sync.interval"))
+    if access == "ro" and mode != "to-nfs":
+        problems.append(Problem(f"{at}.sync.mode", f"{mode!r} needs NFS writes but access is 'ro'",
+                                "set access: rw, or sync.mode: to-nfs"))
+    if access == "rw" and mode == "to-nfs":
+        problems.append(Problem(f"{at}.sync.mode",
+                                "'to-nfs' mirrors Windows over the export, so NFS clients' writes "
+                                "would be lost", "set access: ro, or sync.mode: bidirectional"))
+    if role in ("output", "backup") and access == "ro":
+        problems.append(Problem(f"{at}.access", f"a {role} NAS must accept writes",
+                                "set access: rw, or role: input"))
+
+
+def _check_network(nas: dict[str, Any], at: str, problems: list[Problem], unique: Any) -> None:
+    service, nfs = nas["service"], nas["nfs"]
+    try:
+        address = ipaddress.ip_address(service["clusterIP"])
+        unique("clusterIP", str(address), f"{at}.service.clusterIP", "give every NAS its own ClusterIP")
+    except ValueError:
+        problems.append(Problem(f"{at}.service.clusterIP", f"{service['clusterIP']!r} is not an IP address",
+                                "use an address in the cluster's service range, e.g. 10.96.100.11"))
+    if "nodePort" in service:
+        if service["type"] != "NodePort":
+            problems.append(Problem(f"{at}.service.nodePort", "is set but service.type is not NodePort",
+                                    "set service.type: NodePort, or remove nodePort"))
+        unique("nodePort", service["nodePort"], f"{at}.service.nodePort", "give every NAS its own nodePort")
+    if "3" in nfs["versions"] and nfs["mountPort"] == nfs["port"]:
+        problems.append(Problem(f"{at}.nfs.mountPort", "equals nfs.port", "use a different port"))
+    unique("podman port", nas["podman"]["port"], f"{at}.podman.port",
+           "give every NAS its own podman.port")
+    for j, cidr in enumerate(nfs["allowedClients"]):
+        try:
+            ipaddress.ip_network(cidr, strict=False)
+        except ValueError:
+            problems.append(Problem(f"{at}.nfs.allowedClients[{j}]", f"{cidr!r} is not a CIDR",
+                                    "write e.g. 10.0.0.0/8 or 192.168.49.2/32"))
+
+
+def _quantities(nas: dict[str, Any], at: str) -> Iterable[tuple[str, Any]]:
+    for key in ("sizeLimit", "stateSizeLimit"):
+        yield f"{at}.storage.{key}", nas["storage"][key]
+    for owner in ("sidecar", "seed", "nfs"):
+        for kind, amounts in nas[owner]["resources"].items():
+            for resource, quantity in amounts.items():
+                yield f"{at}.{owner}.resources.{kind}.{resource}", quantity
+
+
+def enabled_servers(values: dict[str, Any]) -> list[dict[str, Any]]:
+    """The NAS servers to deploy, in values order."""
+    return [nas for nas in values["nasServers"] if nas["enabled"]]
