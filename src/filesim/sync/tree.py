@@ -1,0 +1,212 @@
+"""One side of the sync: a folder tree, scanned cheaply and written safely."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import secrets
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+MARKER = ".filesim-share"
+TEMP_PREFIX = ".filesim-tmp."
+CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class Sig:
+    """What a scan sees of an entry: enough to notice a change without reading it."""
+
+    is_dir: bool
+    size: int
+    mtime_ns: int
+
+
+class SideUnavailable(Exception):
+    """The tree cannot be read at all (e.g. the Windows share's mount died)."""
+
+
+class SourceChanged(Exception):
+    """The source changed while it was being copied; the copy was discarded."""
+
+
+class DestinationChanged(Exception):
+    """The destination changed since it was last seen; it was left alone."""
+
+
+def ignored(name: str) -> bool:
+    """Entries the agent never syncs: its own temp files."""
+    return name.startswith(TEMP_PREFIX)
+
+
+class Tree:
+    """A folder tree addressed by POSIX paths relative to its root."""
+
+    def __init__(self, root: Path, name: str, *, file_mode: int | None = None):
+        self.root = root
+        self.name = name
+        self.file_mode = file_mode
+
+    def path(self, rel: str) -> Path:
+        """The absolute path of ``rel``."""
+        return self.root / rel
+
+    def stat(self, rel: str) -> Sig | None:
+        """The signature of one entry, or None if it does not exist (or is not a file/dir)."""
+        try:
+            st = os.lstat(self.path(rel))
+        except FileNotFoundError:
+            return None
+        except NotADirectoryError:
+            return None
+        except OSError as exc:
+            raise SideUnavailable(f"{self.name}: {exc}") from exc
+        return _sig(st)
+
+    def scan(self, rel: str = "") -> dict[str, Sig]:
+        """Signatures of every entry below ``rel`` (not ``rel`` itself), recursively."""
+        found: dict[str, Sig] = {}
+        stack = [rel]
+        while stack:
+            current = stack.pop()
+            try:
+                with os.scandir(self.path(current) if current else self.root) as entries:
+                    for entry in entries:
+                        name = entry.name
+                        if ignored(name) or (not current and name == MARKER):
+                            continue
+                        child = f"{current}/{name}" if current else name
+                        try:
+                            sig = _sig(entry.stat(follow_symlinks=False))
+                        except FileNotFoundError:
+                            continue
+                        if sig is None:
+                            continue
+                        found[child] = sig
+                        if sig.is_dir:
+                            stack.append(child)
+            except (FileNotFoundError, NotADirectoryError):
+                if not current:
+                    raise SideUnavailable(f"{self.name}: root {self.root} is missing") from None
+            except OSError as exc:
+                raise SideUnavailable(f"{self.name}: {exc}") from exc
+        return found
+
+    def has_marker(self) -> bool:
+        """Whether the share marker is at the root (the share is really mounted)."""
+        try:
+            return os.path.isfile(self.root / MARKER)
+        except OSError:
+            return False
+
+    def remove_temp_files(self) -> int:
+        """Delete temp files a killed agent left behind; return how many."""
+        removed = 0
+        for dirpath, dirnames, filenames in os.walk(self.root):
+            dirnames[:] = [d for d in dirnames if not ignored(d)]
+            for name in filenames:
+                if ignored(name):
+                    try:
+                        os.unlink(os.path.join(dirpath, name))
+                        removed += 1
+                    except FileNotFoundError:
+                        pass
+        return removed
+
+    def copy_from(self, source: Tree, rel: str, expected: Sig, *, dest: str | None = None,
+                  dest_expected: Sig | None | bool = None) -> tuple[Sig, str]:
+        """Copy ``rel`` of ``source`` to ``dest`` (default ``rel``) here; return (new sig, sha256).
+
+        The copy goes to a hidden temp file in the destination folder and is renamed into place
+        only if the source still matches ``expected`` and the destination still matches
+        ``dest_expected`` (None: must not exist; True: anything).
+        """
+        dest = dest or rel
+        target = self.path(dest)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        temp = target.with_name(f"{TEMP_PREFIX}{secrets.token_hex(4)}.{target.name}"[:255])
+        digest = hashlib.sha256()
+        try:
+            with open(source.path(rel), "rb") as src, open(temp, "xb") as out:
+                while chunk := src.read(CHUNK):
+                    digest.update(chunk)
+                    out.write(chunk)
+            if self.file_mode is not None:
+                os.chmod(temp, self.file_mode)
+            if source.stat(rel) != expected:
+                raise SourceChanged(rel)
+            if dest_expected is not True and self.stat(dest) != dest_expected:
+                raise DestinationChanged(dest)
+            os.replace(temp, target)
+        except BaseException:
+            _unlink_quietly(temp)
+            raise
+        sig = self.stat(dest)
+        if sig is None:
+            raise DestinationChanged(dest)
+        return sig, digest.hexdigest()
+
+    def hash(self, rel: str) -> str:
+        """sha256 of one file's content."""
+        digest = hashlib.sha256()
+        with open(self.path(rel), "rb") as src:
+            while chunk := src.read(CHUNK):
+                digest.update(chunk)
+        return digest.hexdigest()
+
+    def mkdir(self, rel: str) -> Sig:
+        """Create a directory (and its parents); return its signature."""
+        self.path(rel).mkdir(parents=True, exist_ok=True)
+        sig = self.stat(rel)
+        assert sig is not None
+        return sig
+
+    def rename(self, rel: str, new: str) -> None:
+        """Rename an entry within this tree, never replacing an existing one."""
+        if self.stat(new) is not None:
+            raise FileExistsError(new)
+        os.rename(self.path(rel), self.path(new))
+
+    def remove(self, rel: str, expected: Sig) -> bool:
+        """Delete a file, or an empty directory, if it still matches ``expected``; True if gone."""
+        current = self.stat(rel)
+        if current is None:
+            return True
+        if current != expected and not (current.is_dir and expected.is_dir):
+            raise DestinationChanged(rel)
+        try:
+            if current.is_dir:
+                os.rmdir(self.path(rel))
+            else:
+                os.unlink(self.path(rel))
+        except OSError as exc:
+            if exc.errno in (errno.ENOTEMPTY, errno.EEXIST):
+                return False
+            if exc.errno != errno.ENOENT:
+                raise
+        return True
+
+    def is_empty(self) -> bool:
+        """Whether the root holds nothing but the marker and temp files."""
+        try:
+            with os.scandir(self.root) as entries:
+                return not any(not ignored(e.name) and e.name != MARKER for e in entries)
+        except OSError as exc:
+            raise SideUnavailable(f"{self.name}: {exc}") from exc
+
+
+def _sig(st: os.stat_result) -> Sig | None:
+    if stat.S_ISDIR(st.st_mode):
+        return Sig(True, 0, 0)
+    if stat.S_ISREG(st.st_mode):
+        return Sig(False, st.st_size, st.st_mtime_ns)
+    return None
+
+
+def _unlink_quietly(path: Path) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass

@@ -1,0 +1,341 @@
+"""The sync agent as a real process, against a real folder and a 9p-like FUSE share.
+
+The test plays the Windows tester by writing into ``share.backing`` (no inotify reaches the
+mount, as over 9p) and plays NFS clients by writing into the export folder.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from harness import temp_files, tree_files, wait_until
+
+CONFLICT = re.compile(r"^(?P<stem>.+)\.conflict-(?P<side>nfs|windows)-\d{8}T\d{6}Z(?P<suffix>.*)$")
+
+
+def conflicts(root: Path) -> list[str]:
+    return sorted(p.name for p in root.rglob("*.conflict-*"))
+
+
+def test_seed_copies_the_windows_share_into_the_export(share, nfs_dir, make_agent):
+    (share.backing / "in").mkdir()
+    (share.backing / "in" / "a.csv").write_text("1,2,3\n")
+    (share.backing / "b.bin").write_bytes(os.urandom(70_000))
+
+    result = make_agent("to-nfs").run_once()
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert tree_files(nfs_dir) == tree_files(share.backing)
+
+
+def test_missing_share_marker_exits_3_with_one_clear_line(share, make_agent):
+    (share.backing / ".filesim-share").unlink()
+
+    result = make_agent().run_once()
+
+    assert result.returncode == 3
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert ".filesim-share is missing" in lines[0] and "not mounted" in lines[0]
+
+
+def test_files_flow_both_ways_without_echo(share, nfs_dir, make_agent):
+    agent = make_agent().start()
+
+    (nfs_dir / "report.txt").write_text("from the system under test\n")
+    wait_until(lambda: (share.backing / "report.txt").exists()
+               and (share.backing / "report.txt").read_text() == "from the system under test\n")
+    (share.backing / "input.txt").write_text("from the tester\n")
+    wait_until(lambda: (nfs_dir / "input.txt").exists()
+               and (nfs_dir / "input.txt").read_text() == "from the tester\n")
+
+    time.sleep(1.5)  # several polls: nothing may be copied back
+    copies = [e for e in agent.log_events() if e["event"] == "copy"]
+    assert sorted((e["path"], e["direction"]) for e in copies) == [
+        ("input.txt", "windows->nfs"), ("report.txt", "nfs->windows")]
+    assert all(e["bytes"] > 0 and "ms" in e for e in copies)
+
+
+def test_tester_file_in_output_folder_survives_and_reaches_nfs(share, nfs_dir, make_agent):
+    (nfs_dir / "existing.out").write_text("old output\n")
+    make_agent().start()
+    wait_until(lambda: (share.backing / "existing.out").exists())
+
+    (share.backing / "tester-note.txt").write_text("keep me\n")
+    wait_until(lambda: (nfs_dir / "tester-note.txt").exists())
+    time.sleep(1.0)
+
+    assert (share.backing / "tester-note.txt").read_text() == "keep me\n"
+    assert (nfs_dir / "tester-note.txt").read_text() == "keep me\n"
+
+
+def test_edits_propagate_both_ways(share, nfs_dir, make_agent):
+    (nfs_dir / "f.txt").write_text("v1\n")
+    make_agent().start()
+    wait_until(lambda: (share.backing / "f.txt").exists())
+
+    (nfs_dir / "f.txt").write_text("v2 from nfs, longer\n")
+    wait_until(lambda: (share.backing / "f.txt").read_text() == "v2 from nfs, longer\n")
+    (share.backing / "f.txt").write_text("v3 from windows\n")
+    wait_until(lambda: (nfs_dir / "f.txt").read_text() == "v3 from windows\n")
+    time.sleep(1.0)
+    assert (share.backing / "f.txt").read_text() == "v3 from windows\n"
+    assert not conflicts(nfs_dir) and not conflicts(share.backing)
+
+
+def test_same_size_edit_within_one_second_is_not_missed_on_windows(share, nfs_dir, make_agent):
+    (share.backing / "same.txt").write_text("AAAA\n")
+    make_agent().start()
+    wait_until(lambda: (nfs_dir / "same.txt").exists())
+
+    (share.backing / "same.txt").write_text("BBBB\n")  # same size, same whole second maybe
+
+    wait_until(lambda: (nfs_dir / "same.txt").read_text() == "BBBB\n", timeout=10)
+
+
+def test_both_changed_while_down_keeps_both_versions_on_both_sides(share, nfs_dir, make_agent):
+    (nfs_dir / "data.csv").write_text("original\n")
+    agent = make_agent()
+    assert agent.run_once().returncode == 0
+    (nfs_dir / "data.csv").write_text("nfs edit\n")
+    old = time.time() - 120
+    os.utime(nfs_dir / "data.csv", (old, old))  # the NFS edit is older
+    (share.backing / "data.csv").write_text("windows edit\n")
+
+    agent.start()
+    wait_until(lambda: len(conflicts(nfs_dir)) == 1 and len(conflicts(share.backing)) == 1)
+
+    [saved] = conflicts(nfs_dir)
+    match = CONFLICT.match(saved)
+    assert match and match["stem"] == "data" and match["side"] == "nfs" and match["suffix"] == ".csv"
+    for root in (nfs_dir, share.backing):
+        assert (root / "data.csv").read_text() == "windows edit\n"
+        assert (root / saved).read_text() == "nfs edit\n"
+    wait_until(lambda: (agent.status() or {}).get("conflicts") == 1)
+    assert agent.status()["recent_conflicts"][0]["kind"] == "both-changed"
+
+
+def test_live_conflict_the_later_change_keeps_the_name(share, nfs_dir, make_agent):
+    (nfs_dir / "plan.txt").write_text("v0\n")
+    make_agent(settle=1.5).start()
+    wait_until(lambda: (share.backing / "plan.txt").exists())
+
+    (nfs_dir / "plan.txt").write_text("nfs version\n")
+    time.sleep(0.5)  # both changes fall inside one settle period; Windows changes last
+    (share.backing / "plan.txt").write_text("windows version\n")
+
+    wait_until(lambda: conflicts(nfs_dir) and conflicts(share.backing), timeout=15)
+    [saved] = conflicts(share.backing)
+    assert "conflict-nfs-" in saved
+    wait_until(lambda: (nfs_dir / "plan.txt").read_text() == "windows version\n")
+    assert (share.backing / saved).read_text() == "nfs version\n"
+    assert (nfs_dir / saved).read_text() == "nfs version\n"
+
+
+def test_delete_vs_edit_the_edit_wins(share, nfs_dir, make_agent):
+    (nfs_dir / "keep.txt").write_text("v1\n")
+    for i in range(4):
+        (nfs_dir / f"other{i}.txt").write_text("x\n")
+    agent = make_agent()
+    assert agent.run_once().returncode == 0
+    (nfs_dir / "keep.txt").unlink()
+    (share.backing / "keep.txt").write_text("v2 edited on windows\n")
+
+    agent.start()
+
+    wait_until(lambda: (nfs_dir / "keep.txt").exists()
+               and (nfs_dir / "keep.txt").read_text() == "v2 edited on windows\n")
+    wait_until(lambda: (agent.status() or {}).get("conflicts") == 1)
+    assert agent.status()["recent_conflicts"][0]["kind"] == "delete-vs-edit"
+
+
+def test_rename_and_directory_delete_propagate(share, nfs_dir, make_agent):
+    (nfs_dir / "dir" / "sub").mkdir(parents=True)
+    for i in range(3):
+        (nfs_dir / "dir" / "sub" / f"f{i}").write_text(f"{i}\n")
+    for i in range(8):
+        (nfs_dir / f"keep{i}").write_text("k\n")
+    (nfs_dir / "old-name.txt").write_text("renamed\n")
+    make_agent().start()
+    wait_until(lambda: (share.backing / "dir" / "sub" / "f2").exists()
+               and (share.backing / "old-name.txt").exists())
+
+    os.rename(nfs_dir / "old-name.txt", nfs_dir / "new-name.txt")
+    subprocess.run(["rm", "-r", str(nfs_dir / "dir")], check=True)
+
+    wait_until(lambda: not (share.backing / "dir").exists()
+               and (share.backing / "new-name.txt").exists()
+               and not (share.backing / "old-name.txt").exists())
+    assert (share.backing / "new-name.txt").read_text() == "renamed\n"
+
+    (share.backing / "win-dir").mkdir()
+    (share.backing / "win-dir" / "a").write_text("a\n")
+    wait_until(lambda: (nfs_dir / "win-dir" / "a").exists())
+    (share.backing / "win-dir" / "a").rename(share.backing / "win-dir" / "b")
+    wait_until(lambda: (nfs_dir / "win-dir" / "b").exists() and not (nfs_dir / "win-dir" / "a").exists())
+
+
+def test_files_in_a_new_directory_are_not_missed(share, nfs_dir, make_agent):
+    make_agent().start()
+
+    for d in range(20):
+        (nfs_dir / f"d{d}" / "deeper").mkdir(parents=True)
+        for f in range(10):
+            (nfs_dir / f"d{d}" / "deeper" / f"f{f}").write_text(f"{d}/{f}\n")
+
+    wait_until(lambda: len(tree_files(share.backing)) == 200, timeout=30)
+    assert tree_files(share.backing) == tree_files(nfs_dir)
+
+
+def test_emptied_windows_root_propagates_no_deletion(share, nfs_dir, make_agent):
+    for i in range(5):
+        (nfs_dir / f"result{i}.txt").write_text(f"{i}\n")
+    agent = make_agent().start()
+    wait_until(lambda: len(tree_files(share.backing)) == 5)
+
+    for path in share.backing.glob("result*"):
+        path.unlink()  # e.g. the share was replaced by an empty folder that kept the marker
+
+    wait_until(lambda: (agent.status() or {}).get("held_deletions") == 5)
+    time.sleep(1.0)
+    assert len(tree_files(nfs_dir)) == 5
+    assert any(e["event"] == "deletions held" for e in agent.log_events())
+    (nfs_dir / "new-after.txt").write_text("still syncing\n")
+    wait_until(lambda: (share.backing / "new-after.txt").exists())
+
+
+def test_mass_deletion_is_held_but_small_deletions_pass(share, nfs_dir, make_agent):
+    for i in range(10):
+        (nfs_dir / f"f{i}").write_text(f"{i}\n")
+    agent = make_agent().start()
+    wait_until(lambda: len(tree_files(share.backing)) == 10)
+
+    (nfs_dir / "f0").unlink()
+    wait_until(lambda: not (share.backing / "f0").exists())
+
+    for i in range(1, 8):
+        (nfs_dir / f"f{i}").unlink()
+    wait_until(lambda: (agent.status() or {}).get("held_deletions", 0) > 0)
+    time.sleep(1.0)
+    assert all((share.backing / f"f{i}").exists() for i in range(5, 8))
+    assert agent.status()["errors"] >= 1
+
+
+def test_sigterm_flushes_pending_changes_within_two_seconds(share, nfs_dir, make_agent):
+    agent = make_agent(settle=5, interval=5).start()
+
+    (nfs_dir / "last-words.txt").write_text("written just before shutdown\n")
+    time.sleep(0.2)
+    started = time.monotonic()
+    code = agent.stop(signal.SIGTERM)
+    elapsed = time.monotonic() - started
+
+    assert code == 0
+    assert elapsed < 2.0
+    assert (share.backing / "last-words.txt").read_text() == "written just before shutdown\n"
+    assert agent.status()["stopped"] is True
+
+
+def test_partial_windows_write_never_appears_torn(share, nfs_dir, make_agent):
+    make_agent(settle=0.5).start()
+    chunks = [os.urandom(64 * 1024) for _ in range(20)]
+    full = b"".join(chunks)
+    seen: list[bytes] = []
+    done = threading.Event()
+
+    def watch():
+        while not done.is_set():
+            try:
+                seen.append((nfs_dir / "slow.bin").read_bytes())
+            except FileNotFoundError:
+                pass
+            time.sleep(0.02)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    with open(share.backing / "slow.bin", "wb") as out:
+        for chunk in chunks:
+            out.write(chunk)
+            out.flush()
+            time.sleep(0.1)
+    wait_until(lambda: (nfs_dir / "slow.bin").exists()
+               and (nfs_dir / "slow.bin").read_bytes() == full, timeout=10)
+    done.set()
+    watcher.join()
+    assert seen and all(content == full for content in seen)
+    assert not temp_files(nfs_dir, share.backing)
+
+
+def test_temp_files_from_a_killed_agent_are_removed_at_start(share, nfs_dir, make_agent):
+    (nfs_dir / ".filesim-tmp.dead.beef.x").write_text("half")
+    (share.backing / ".filesim-tmp.dead.beef.y").write_text("half")
+
+    assert make_agent().run_once().returncode == 0
+
+    assert not temp_files(nfs_dir, share.backing)
+
+
+def test_to_windows_keeps_tester_files(share, nfs_dir, make_agent):
+    (share.backing / "tester.txt").write_text("tester's own\n")
+    (nfs_dir / "stays.txt").write_text("keeps the NFS side from being empty\n")
+    agent = make_agent("to-windows")
+    assert agent.run_once().returncode == 0  # seed: the tester file reaches NFS
+    agent.start()
+
+    (nfs_dir / "tester.txt").write_text("system overwrote it\n")
+    (nfs_dir / "output.txt").write_text("output\n")
+    wait_until(lambda: (share.backing / "output.txt").exists())
+    wait_until(lambda: conflicts(share.backing))
+    assert (share.backing / "tester.txt").read_text() == "tester's own\n"
+    [saved] = conflicts(share.backing)
+    assert (share.backing / saved).read_text() == "system overwrote it\n"
+
+    (share.backing / "dropped-later.txt").write_text("mine\n")
+    (nfs_dir / "output.txt").unlink()
+    (nfs_dir / "tester.txt").unlink()
+    wait_until(lambda: not (share.backing / "output.txt").exists())  # the agent's own copy
+    time.sleep(1.0)
+    assert (share.backing / "tester.txt").read_text() == "tester's own\n"
+    assert (share.backing / "dropped-later.txt").read_text() == "mine\n"
+    assert not (nfs_dir / "dropped-later.txt").exists()
+
+
+def test_to_nfs_mirrors_windows_including_deletions(share, nfs_dir, make_agent):
+    for i in range(4):
+        (share.backing / f"in{i}.dat").write_text(f"{i}\n")
+    agent = make_agent("to-nfs")
+    assert agent.run_once().returncode == 0
+    agent.start()
+
+    (share.backing / "in0.dat").unlink()
+    (share.backing / "in1.dat").write_text("changed on windows\n")
+    (share.backing / "in4.dat").write_text("new\n")
+
+    wait_until(lambda: tree_files(nfs_dir) == tree_files(share.backing))
+    assert (nfs_dir / "in0.dat").exists() is False
+    assert os.stat(nfs_dir / "in1.dat").st_mode & 0o777 == 0o644
+
+
+def test_unmounted_share_mid_run_stops_syncing_and_is_reported(share, nfs_dir, make_agent):
+    (nfs_dir / "a.txt").write_text("a\n")
+    agent = make_agent().start()
+    wait_until(lambda: (share.backing / "a.txt").exists())
+
+    (share.backing / ".filesim-share").unlink()
+    wait_until(lambda: (agent.status() or {}).get("share_mounted") is False)
+    result = subprocess.run([sys.executable, "-m", "filesim.sync", "--state", str(agent.state),
+                             "--health"], capture_output=True, text=True)
+    assert result.returncode == 1 and "not mounted" in result.stdout
+    (share.backing / "a.txt").unlink()
+    time.sleep(1.0)
+    assert (nfs_dir / "a.txt").exists()
+
+    (share.backing / ".filesim-share").write_text("back\n")
+    wait_until(lambda: (agent.status() or {}).get("share_mounted") is True)
