@@ -74,10 +74,12 @@ class AgentProcess:
         return subprocess.run(self.command(once=True), capture_output=True, text=True,
                               timeout=timeout)
 
-    def start(self) -> AgentProcess:
+    def start(self, *, wait: bool = True) -> AgentProcess:
+        """Start the agent; by default wait until its first full pass is done."""
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT)
-        wait_until(self.has_passed, 15)
+        if wait:
+            wait_until(self.has_passed, 15)
         return self
 
     def has_passed(self) -> bool:
