@@ -20,6 +20,7 @@ import jsonschema
 import yaml
 
 from filesim import PROJECT_ROOT
+from filesim.errors import UserError
 
 SCHEMA_PATH = PROJECT_ROOT / "schemas" / "values.schema.json"
 DEFAULT_VALUES = PROJECT_ROOT / "values" / "default.yaml"
@@ -41,8 +42,10 @@ class Problem:
         return f"{self.path}: {self.what}; {self.fix}"
 
 
-class ValuesError(Exception):
+class ValuesError(UserError):
     """The values are invalid; ``problems`` lists every problem found."""
+
+    exit_code = 2
 
     def __init__(self, source: str, problems: Sequence[Problem]):
         self.source = source

@@ -20,6 +20,7 @@ from filesim.manifests.discovery import Discovery  # noqa: E402
 from filesim.manifests.nas_network import NasEndpoint  # noqa: E402
 from filesim.manifests.nas_server import NasServer  # noqa: E402
 from filesim.manifests.props import NasProps, Target  # noqa: E402
+from filesim.errors import UserError  # noqa: E402
 from filesim.values import enabled_servers  # noqa: E402
 
 SHARED_CHART = "filesim"
@@ -28,7 +29,7 @@ DISCOVERY_NAME = "filesim-nas-discovery"
 OUT_MARKER = ".filesim-manifests"
 
 
-class SynthError(Exception):
+class SynthError(UserError):
     """The manifests cannot be written (e.g. the output folder is not filesim's)."""
 
 

@@ -43,7 +43,10 @@ def selector(props: NasProps) -> dict[str, str]:
 
 
 class NasServer(Construct):
-    """A Deployment serving one NAS export over NFS, kept in sync with the Windows folder."""
+    """A Deployment serving one NAS export over NFS, kept in sync with the Windows folder.
+
+    Containers set ``args``, not ``command``, so the image's tini stays PID 1.
+    """
 
     def __init__(self, scope: Construct, id: str, *, props: NasProps):
         super().__init__(scope, id)
@@ -121,8 +124,9 @@ class NasServer(Construct):
         props = self.props
         sidecar = props.nas["sidecar"]
         resources = props.nas["seed" if once else "sidecar"]["resources"]
+        # podman turns probes into systemd-timer healthchecks, which need systemd: kubernetes only.
         native_sidecar = not once and props.target is Target.KUBERNETES
-        health = k8s.Probe(
+        health = None if not native_sidecar else k8s.Probe(
             exec=k8s.ExecAction(command=["filesim-sync", "--state", STATE_DIR, "--health"]),
             period_seconds=5, failure_threshold=6, timeout_seconds=3,
         )
@@ -130,10 +134,10 @@ class NasServer(Construct):
             name=name,
             image=props.image_ref(sidecar.get("image")),
             image_pull_policy={**props.image, **sidecar.get("image", {})}["pullPolicy"],
-            command=props.sync_args(once=once),
+            args=props.sync_args(once=once),
             restart_policy="Always" if native_sidecar else None,
-            startup_probe=health if not once and props.target is Target.KUBERNETES else None,
-            liveness_probe=health if not once else None,
+            startup_probe=health,
+            liveness_probe=health,
             resources=_resources(resources),
             security_context=_security_context(SYNC_CAPABILITIES),
             volume_mounts=[
@@ -146,8 +150,10 @@ class NasServer(Construct):
     def _nfs_container(self) -> k8s.Container:
         props = self.props
         port = props.nfs_port
-        tcp = k8s.Probe(tcp_socket=k8s.TcpSocketAction(port=k8s.IntOrString.from_number(port)),
-                        period_seconds=5, failure_threshold=3)
+        kubernetes = props.target is Target.KUBERNETES
+        tcp = None if not kubernetes else k8s.Probe(
+            tcp_socket=k8s.TcpSocketAction(port=k8s.IntOrString.from_number(port)),
+            period_seconds=5, failure_threshold=3)
         ports = [k8s.ContainerPort(name="nfs", container_port=port, protocol="TCP")]
         if "3" in props.nas["nfs"]["versions"]:
             ports.append(k8s.ContainerPort(name="mountd", container_port=props.nas["nfs"]["mountPort"],
@@ -156,9 +162,9 @@ class NasServer(Construct):
             name="nfs",
             image=props.image_ref(),
             image_pull_policy=props.image["pullPolicy"],
-            command=["ganesha.nfsd", "-F", "-L", "/dev/stdout", "-f",
+            args=["ganesha.nfsd", "-F", "-L", "/dev/stdout", "-f",
                      f"{GANESHA_CONF_DIR}/ganesha.conf", "-p", f"{ganesha.RUN_DIR}/ganesha.pid"],
-            ports=ports if props.target is Target.KUBERNETES else None,
+            ports=ports if kubernetes else None,
             readiness_probe=tcp,
             liveness_probe=tcp,
             resources=_resources(props.nas["nfs"]["resources"]),

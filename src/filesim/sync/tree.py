@@ -12,6 +12,8 @@ from pathlib import Path
 
 MARKER = ".filesim-share"
 TEMP_PREFIX = ".filesim-tmp."
+#: Files that `invoke probe-windows` writes to prove the share is live; never synced.
+PROBE_PREFIX = ".filesim-probe."
 CHUNK = 1 << 20
 
 
@@ -37,8 +39,8 @@ class DestinationChanged(Exception):
 
 
 def ignored(name: str) -> bool:
-    """Entries the agent never syncs: its own temp files."""
-    return name.startswith(TEMP_PREFIX)
+    """Entries the agent never syncs: its own temp files and probe files."""
+    return name.startswith((TEMP_PREFIX, PROBE_PREFIX))
 
 
 class Tree:
@@ -105,9 +107,8 @@ class Tree:
         """Delete temp files a killed agent left behind; return how many."""
         removed = 0
         for dirpath, dirnames, filenames in os.walk(self.root):
-            dirnames[:] = [d for d in dirnames if not ignored(d)]
             for name in filenames:
-                if ignored(name):
+                if name.startswith(TEMP_PREFIX):
                     try:
                         os.unlink(os.path.join(dirpath, name))
                         removed += 1

@@ -1,0 +1,99 @@
+"""check-sync and probe-windows: prove a NAS syncs, end to end, through real NFS and files."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+from filesim.engines import Engine, EngineError
+from filesim.sync.tree import PROBE_PREFIX
+
+SYNCED = {
+    "nfs_to_windows": ("bidirectional", "to-windows"),
+    "windows_to_nfs": ("bidirectional", "to-nfs"),
+}
+
+
+def check_sync(engine: Engine, nas: str, timeout: float = 30.0) -> dict[str, Any]:
+    """Write a file on each side, wait for it on the other, verify it, clean up.
+
+    Returns ``{"nas", "ok", "directions": {name: {"status", "seconds"}}}``; a direction the
+    NAS's mode does not sync is ``skipped``.
+    """
+    mode = engine.server(nas)["sync"]["mode"]
+    folder = engine.windows_folder(nas)
+    token = f"filesim-check-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
+    directions: dict[str, dict[str, Any]] = {}
+    created: list[str] = []
+    try:
+        for direction, modes in SYNCED.items():
+            if mode not in modes:
+                directions[direction] = {"status": "skipped", "seconds": None}
+                continue
+            name = f"{token}-{direction}.txt"
+            data = f"{direction} check of {nas} at {time.time()}\n".encode()
+            created.append(name)
+            started = time.monotonic()
+            if direction == "nfs_to_windows":
+                engine.nfs_write(nas, name, data)
+                arrived = _wait(lambda n=name: _read(folder / n) == data, timeout)
+            else:
+                (folder / name).write_bytes(data)
+                arrived = _wait(lambda n=name: engine.nfs_read(nas, n) == data, timeout)
+            directions[direction] = {
+                "status": "passed" if arrived else "failed",
+                "seconds": round(time.monotonic() - started, 2) if arrived else None,
+            }
+    finally:
+        _clean_up(engine, nas, mode, created, timeout)
+    ok = all(d["status"] != "failed" for d in directions.values())
+    return {"nas": nas, "ok": ok, "directions": directions}
+
+
+def _clean_up(engine: Engine, nas: str, mode: str, names: list[str], timeout: float) -> None:
+    """Remove the check files from both sides, one at a time (deletion guards count files)."""
+    folder = engine.windows_folder(nas)
+    for name in names:
+        if mode == "to-windows":
+            engine.nfs_remove(nas, name)
+            _wait(lambda n=name: not (folder / n).exists(), timeout)
+        (folder / name).unlink(missing_ok=True)
+        if mode != "to-windows":
+            _wait(lambda n=name: engine.nfs_read(nas, n) is None, timeout)
+
+
+def probe_windows(engine: Engine, nas: str) -> dict[str, Any]:
+    """Show the three views of the NAS's Windows folder and prove they are one folder."""
+    paths = engine.paths(nas)
+    name = f"{PROBE_PREFIX}{uuid.uuid4().hex[:8]}"
+    data = f"probe {name}"
+    probe = engine.windows_folder(nas) / name
+    probe.write_text(data)
+    try:
+        result = engine.exec(nas, "sync", ["cat", f"{paths.container}/{name}"])
+    finally:
+        probe.unlink(missing_ok=True)
+    live = result.returncode == 0 and result.stdout == data
+    if not live:
+        raise EngineError(f"a probe file written in {paths.windows} is not visible at "
+                          f"{paths.container} in {nas}'s sync container ({result.stdout.strip()}); "
+                          f"the share is not mounted there: see docs/windows.md, troubleshooting")
+    return {"nas": nas, "windows": paths.windows, "node": paths.node,
+            "container": paths.container, "live": live}
+
+
+def _read(path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return None
+
+
+def _wait(condition, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.1)
+    return bool(condition())

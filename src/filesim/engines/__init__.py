@@ -1,0 +1,29 @@
+"""Engines run the same NAS constructs: podman here, minikube on the testers' laptops."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from filesim.engines.base import Engine, EngineError, NasStatus, SharePaths
+from filesim.run import Runner
+
+ENGINES = ("auto", "podman", "minikube")
+
+__all__ = ["ENGINES", "Engine", "EngineError", "NasStatus", "SharePaths", "select"]
+
+
+def select(name: str | None, values: dict[str, Any], runner: Runner, *, data_root: Path) -> Engine:
+    """The engine named by ``--engine``, else ``FILESIM_ENGINE``, else the first usable one."""
+    from filesim.engines import podman
+
+    chosen = name or os.environ.get("FILESIM_ENGINE") or "auto"
+    if chosen not in ENGINES:
+        raise EngineError(f"unknown engine {chosen!r}; use one of: {', '.join(ENGINES)}")
+    if chosen == "minikube":
+        raise EngineError("the minikube engine is not built yet (issue #5); use --engine podman")
+    if chosen == "auto" and not podman.usable(runner):
+        raise EngineError("no engine found: install podman (scripts/install.sh) for the podman "
+                          "engine, or start minikube and select it with --engine minikube")
+    return podman.PodmanEngine(values, runner, data_root)

@@ -1,0 +1,114 @@
+"""What every engine offers: deploy, wait, status, logs, exec, paths, NFS access, destroy."""
+
+from __future__ import annotations
+
+import abc
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from filesim.errors import UserError
+from filesim.run import Runner
+from filesim.values import enabled_servers
+
+Progress = Callable[[str], None]
+CONTAINERS = {"sync": "sync", "nfs": "nfs", "init": "seed"}
+
+
+class EngineError(UserError):
+    """A user-facing failure: one line saying what is wrong and how to fix it."""
+
+
+@dataclass(frozen=True)
+class SharePaths:
+    """Where one NAS's Windows folder is seen: on Windows, on the node, in the container."""
+
+    windows: str
+    node: str
+    container: str
+
+
+@dataclass
+class NasStatus:
+    """What ``invoke status`` shows for one NAS."""
+
+    name: str
+    role: str
+    mode: str
+    endpoint: str
+    running: bool = False
+    ready: bool = False
+    problem: str | None = None
+    agent: dict[str, Any] = field(default_factory=dict)
+
+
+class Engine(abc.ABC):
+    """Runs the NAS servers of one values set somewhere."""
+
+    name: ClassVar[str]
+
+    def __init__(self, values: dict[str, Any], runner: Runner):
+        self.values = values
+        self.run = runner
+
+    def servers(self) -> list[dict[str, Any]]:
+        """The enabled NAS servers."""
+        return enabled_servers(self.values)
+
+    def server(self, name: str) -> dict[str, Any]:
+        """One enabled NAS by name; EngineError naming the choices otherwise."""
+        for nas in self.servers():
+            if nas["name"] == name:
+                return nas
+        names = ", ".join(n["name"] for n in self.servers())
+        raise EngineError(f"no enabled NAS named {name!r}; choose one of: {names}")
+
+    @abc.abstractmethod
+    def setup(self, progress: Progress) -> None:
+        """Prepare the machine: tools, image, one Windows-side folder per NAS with its marker."""
+
+    @abc.abstractmethod
+    def apply(self, progress: Progress) -> None:
+        """Create or replace every NAS of the values; remove NAS servers no longer in them."""
+
+    @abc.abstractmethod
+    def wait_ready(self, timeout: float, progress: Progress) -> None:
+        """Wait until every NAS serves NFS and its agent is healthy; EngineError on timeout."""
+
+    @abc.abstractmethod
+    def status(self) -> list[NasStatus]:
+        """The state of every enabled NAS."""
+
+    @abc.abstractmethod
+    def logs(self, nas: str, container: str, follow: bool) -> None:
+        """Print (or follow) a container's log."""
+
+    @abc.abstractmethod
+    def exec(self, nas: str, container: str, argv: list[str]) -> subprocess.CompletedProcess[str]:
+        """Run a command in a container of the NAS pod."""
+
+    @abc.abstractmethod
+    def paths(self, nas: str) -> SharePaths:
+        """The NAS's Windows folder on Windows, on the node and in the sync container."""
+
+    @abc.abstractmethod
+    def windows_folder(self, nas: str) -> Path:
+        """The NAS's Windows-side folder as this machine reaches it."""
+
+    @abc.abstractmethod
+    def nfs_write(self, nas: str, name: str, data: bytes) -> None:
+        """Write a file into the export through a real NFS client."""
+
+    @abc.abstractmethod
+    def nfs_read(self, nas: str, name: str) -> bytes | None:
+        """Read a file of the export through a real NFS client; None if it does not exist."""
+
+    @abc.abstractmethod
+    def nfs_remove(self, nas: str, name: str) -> None:
+        """Delete a file of the export through a real NFS client."""
+
+    @abc.abstractmethod
+    def destroy(self, progress: Progress) -> None:
+        """Stop and remove this deployment's pods and volumes (the Windows folders stay)."""

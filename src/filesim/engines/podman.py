@@ -1,0 +1,261 @@
+"""The podman engine: the podman target's pods on this machine's host network (kube play)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from filesim import PROJECT_ROOT, image
+from filesim.engines.base import CONTAINERS, Engine, EngineError, NasStatus, Progress, SharePaths
+from filesim.manifests import Target, synth
+from filesim.manifests.props import EXPORT_DIR, WINDOWS_DIR
+from filesim.run import CommandError, Runner
+from filesim.sync.agent import STATUS_FILE, health
+from filesim.sync.tree import MARKER
+
+CONTAINERS_CONF = Path(__file__).with_name("containers.conf")
+WORK_DIR = PROJECT_ROOT / ".filesim" / "podman"
+PART_OF = "app.kubernetes.io/part-of=filesim"
+TOOLS = {"podman": "podman", "runc": "runc", "catatonit": "catatonit",
+         "debootstrap": "debootstrap"}
+SHARE_README = """This folder is the Windows side of the simulated NAS {name} ({role}, sync {mode}).
+Files you put here appear in its NFS export; {back}
+Do not delete .filesim-share: the sync agent refuses to run without it (it proves the share
+is mounted).
+"""
+
+
+def podman_runner(runner: Runner) -> Runner:
+    """``runner`` with podman pointed at filesim's containers.conf."""
+    return Runner(dry_run=runner.dry_run, echo=runner.echo,
+                  env={**runner.env, "CONTAINERS_CONF": str(CONTAINERS_CONF)})
+
+
+def usable(runner: Runner) -> bool:
+    """Whether podman is installed and answers."""
+    if shutil.which("podman") is None:
+        return False
+    return podman_runner(runner)(["podman", "info", "--format", "{{.Host.OCIRuntime.Name}}"],
+                                 check=False, reads_only=True).returncode == 0
+
+
+class PodmanEngine(Engine):
+    """Runs each NAS as a podman pod sharing the host network, NFS on 127.0.0.1:<podman.port>."""
+
+    name = "podman"
+
+    def __init__(self, values: dict[str, Any], runner: Runner, data_root: Path):
+        super().__init__(values, podman_runner(runner))
+        self.data_root = data_root.resolve()
+        self.manifests_dir = WORK_DIR / "manifests"
+
+    @property
+    def image_ref(self) -> str:
+        img = self.values["image"]
+        return f"{img['repository']}:{img['tag']}"
+
+    # -- setup and deploy --------------------------------------------------------------------
+
+    def setup(self, progress: Progress) -> None:
+        missing = [pkg for tool, pkg in TOOLS.items() if shutil.which(tool) is None]
+        if missing:
+            raise EngineError(f"missing: {', '.join(missing)}; run scripts/install.sh "
+                              f"(or apt-get install -y {' '.join(missing)})")
+        self.run(["podman", "info", "--format", "{{.Host.OCIRuntime.Name}}"])
+        image.ensure(self.run, self.image_ref, progress=progress)
+        for nas in self.servers():
+            self._prepare_share(nas, progress)
+
+    def _prepare_share(self, nas: dict[str, Any], progress: Progress) -> None:
+        folder = self.data_root / nas["name"]
+        folder.mkdir(parents=True, exist_ok=True)
+        marker = folder / MARKER
+        if not marker.exists():
+            marker.write_text("filesim share marker: this folder is a NAS's Windows side\n")
+            progress(f"created {folder}")
+        readme = folder / "README.txt"
+        if not readme.exists():
+            mode = nas["sync"]["mode"]
+            back = {"bidirectional": "files written over NFS appear here.",
+                    "to-windows": "files written over NFS appear here (yours are never replaced).",
+                    "to-nfs": "the export mirrors this folder and is read-only for NFS clients."}
+            readme.write_text(SHARE_README.format(name=nas["name"], role=nas["role"], mode=mode,
+                                                  back=back[mode]))
+
+    def apply(self, progress: Progress) -> None:
+        if any("3" in nas["nfs"]["versions"] for nas in self.servers()):
+            raise EngineError("NFSv3 needs rpcbind on port 111, which NAS pods sharing podman's host "
+                              "network cannot each own; remove \"3\" from nfs.versions for podman")
+        for nas in self.servers():
+            if not (self.data_root / nas["name"] / MARKER).exists():
+                raise EngineError(f"{self.data_root / nas['name']} has no {MARKER}; "
+                                  f"run `invoke setup --data-root {self.data_root}` first")
+        if self.run(["podman", "image", "exists", self.image_ref], check=False,
+                    reads_only=True).returncode != 0:
+            raise EngineError(f"image {self.image_ref} is missing; run `invoke setup` first")
+        self.destroy(progress)
+        files = synth(self.values, Target.PODMAN, self.manifests_dir, node_root=str(self.data_root))
+        for path in files:
+            progress(f"starting {path.name.removesuffix('.k8s.yaml')}")
+            self.run(["podman", "kube", "play", "--network", "host", path])
+
+    def wait_ready(self, timeout: float, progress: Progress) -> None:
+        deadline = time.monotonic() + timeout
+        last = ""
+        while True:
+            states = self.status()
+            waiting = [s for s in states if not s.ready]
+            line = (f"{len(states) - len(waiting)}/{len(states)} ready"
+                    + "".join(f"; {s.name}: {s.problem}" for s in waiting[:3]))
+            if line != last:
+                progress(line)
+                last = line
+            if not waiting:
+                return
+            if time.monotonic() > deadline:
+                hint = waiting[0]
+                raise EngineError(f"{hint.name} not ready after {timeout:.0f}s ({hint.problem}); "
+                                  f"see `invoke logs {hint.name}` and `invoke logs {hint.name} "
+                                  f"--container nfs`")
+            time.sleep(0.25)
+
+    # -- observing ---------------------------------------------------------------------------
+
+    def _pods(self) -> dict[str, dict[str, Any]]:
+        result = self.run(["podman", "pod", "ps", "--filter", f"label={PART_OF}", "--format", "json"],
+                          reads_only=True)
+        return {pod["Name"]: pod for pod in json.loads(result.stdout or "[]")}
+
+    @staticmethod
+    def pod_name(nas: str) -> str:
+        """podman names a Deployment's pod ``<name>-pod-0``."""
+        return f"{nas}-pod-0"
+
+    def _container(self, nas: str, container: str) -> str:
+        return f"{self.pod_name(nas)}-{CONTAINERS[container]}"
+
+    def _agent_status(self, nas: str) -> tuple[dict[str, Any], str]:
+        result = self.run(["podman", "volume", "inspect", "--format", "{{.Mountpoint}}",
+                           f"{nas}-state"], check=False, reads_only=True)
+        if result.returncode != 0:
+            return {}, "no state volume"
+        state_dir = Path(result.stdout.strip())
+        ok, why = health(state_dir)
+        try:
+            status = json.loads((state_dir / STATUS_FILE).read_text())
+        except (OSError, ValueError):
+            status = {}
+        return status, ("" if ok else f"sync: {why}")
+
+    def status(self) -> list[NasStatus]:
+        pods = self._pods()
+        found = []
+        for nas in self.servers():
+            port = nas["podman"]["port"]
+            item = NasStatus(name=nas["name"], role=nas["role"], mode=nas["sync"]["mode"],
+                             endpoint=f"nfs://127.0.0.1:{port}{EXPORT_DIR}")
+            pod = pods.get(self.pod_name(nas["name"]))
+            if pod is None:
+                item.problem = "not deployed"
+            else:
+                states = {c["Names"].removeprefix(self.pod_name(nas["name"]) + "-"): c["Status"]
+                          for c in pod.get("Containers", [])}
+                item.running = all(states.get(c) == "running" for c in ("sync", "nfs"))
+                item.agent, problem = self._agent_status(nas["name"])
+                if not item.running:
+                    problem = "containers: " + ", ".join(f"{k} {v}" for k, v in sorted(states.items()))
+                elif not _serves(port):
+                    problem = f"nothing listens on 127.0.0.1:{port} yet"
+                item.problem = problem or None
+                item.ready = item.problem is None
+            found.append(item)
+        return found
+
+    def logs(self, nas: str, container: str, follow: bool) -> None:
+        self.server(nas)
+        name = self._container(nas, container)
+        if self.run(["podman", "container", "exists", name], check=False,
+                    reads_only=True).returncode != 0:
+            hint = ("podman removes the seed (init) container once it has run; its outcome shows in "
+                    "the sync log" if container == "init" else f"is {nas} deployed? `invoke status`")
+            raise EngineError(f"no container {name}: {hint}")
+        self.run(["podman", "logs", *(["--follow"] if follow else []), name], capture=False,
+                 reads_only=True)
+
+    def exec(self, nas: str, container: str, argv: list[str]) -> subprocess.CompletedProcess[str]:
+        self.server(nas)
+        return self.run(["podman", "exec", self._container(nas, container), *argv], check=False,
+                        reads_only=True)
+
+    def paths(self, nas: str) -> SharePaths:
+        folder = str(self.windows_folder(nas))
+        return SharePaths(windows=folder, node=folder, container=WINDOWS_DIR)
+
+    def windows_folder(self, nas: str) -> Path:
+        self.server(nas)
+        return self.data_root / nas
+
+    # -- NFS client: libnfs in the NAS image, on the host network ----------------------------
+
+    def _url(self, nas: str, name: str) -> str:
+        port = self.server(nas)["podman"]["port"]
+        return f"nfs://127.0.0.1{EXPORT_DIR}/{name}?version=4&nfsport={port}"
+
+    def _client(self, argv: list[str], *, volume: Path | None = None, check: bool = True
+                ) -> subprocess.CompletedProcess[str]:
+        mount = ["-v", f"{volume}:/io"] if volume else []
+        return self.run(["podman", "run", "--rm", "--network", "host", *mount, self.image_ref, *argv],
+                        check=check, reads_only=True)
+
+    def nfs_write(self, nas: str, name: str, data: bytes) -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            (Path(tmp) / "data").write_bytes(data)
+            try:
+                self._client(["nfs-cp", "/io/data", self._url(nas, name)], volume=Path(tmp))
+            except CommandError as exc:
+                raise EngineError(f"NFS write to {nas} failed: {exc}") from None
+
+    def nfs_read(self, nas: str, name: str) -> bytes | None:
+        with tempfile.TemporaryDirectory() as tmp:
+            result = self._client(["nfs-cp", self._url(nas, name), "/io/data"], volume=Path(tmp),
+                                  check=False)
+            if result.returncode != 0:
+                return None
+            return (Path(tmp) / "data").read_bytes()
+
+    def nfs_remove(self, nas: str, name: str) -> None:
+        self._client(["nfs-rm", self._url(nas, name)], check=False)
+
+    # -- teardown ----------------------------------------------------------------------------
+
+    def destroy(self, progress: Progress) -> None:
+        pods = sorted(self._pods())
+        if pods:
+            progress(f"stopping {len(pods)} pod(s); sync agents flush pending changes")
+            # Graceful stop first: `kube down` kills at once and the agents could not flush.
+            self.run(["podman", "pod", "stop", "--time", "15", *pods])
+            self.run(["podman", "pod", "rm", "--force", *pods])
+        names = {nas["name"] for nas in self.servers()} | {p.removesuffix("-pod-0") for p in pods}
+        volumes = self.run(["podman", "volume", "ls", "--format", "{{.Name}}"],
+                           reads_only=True).stdout.split()
+        ours = [v for v in volumes if any(v in _volume_names(n) for n in names)]
+        if ours:
+            self.run(["podman", "volume", "rm", "--force", *ours])
+
+
+def _volume_names(nas: str) -> set[str]:
+    """Volumes the podman target creates for one NAS (emptyDirs and the ganesha ConfigMap)."""
+    return {f"{nas}-{suffix}" for suffix in ("export", "state", "ganesha-run", "ganesha")}
+
+
+def _serves(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+

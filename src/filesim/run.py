@@ -1,0 +1,68 @@
+"""The one place external commands are run: echo, dry-run and error reporting live here."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from filesim.errors import UserError
+
+
+class CommandError(UserError):
+    """A command failed; the message names it and ends with its last lines of output."""
+
+    def __init__(self, argv: Sequence[str], code: int, output: str):
+        self.argv, self.code, self.output = list(argv), code, output
+        tail = " | ".join(output.strip().splitlines()[-3:])
+        super().__init__(f"`{shlex.join(argv)}` exited {code}" + (f": {tail}" if tail else ""))
+
+
+class ToolMissing(UserError):
+    """A program filesim needs is not installed."""
+
+
+@dataclass
+class Runner:
+    """Runs commands with one set of switches.
+
+    Attributes:
+        dry_run: print each command instead of running it (commands that only read may run).
+        echo: print each command before running it.
+        env: extra environment variables for every command.
+    """
+
+    dry_run: bool = False
+    echo: bool = False
+    env: Mapping[str, str] = field(default_factory=dict)
+
+    def __call__(self, argv: Sequence[str], *, check: bool = True, capture: bool = True,
+                 input: str | bytes | None = None, reads_only: bool = False,
+                 timeout: float | None = None, stdout: int | None = None
+                 ) -> subprocess.CompletedProcess[str]:
+        """Run ``argv``; raise CommandError if it fails and ``check`` is set."""
+        argv = [str(a) for a in argv]
+        if self.dry_run and not reads_only:
+            print(shlex.join(argv))
+            return subprocess.CompletedProcess(argv, 0, "", "")
+        if self.echo:
+            print(f"$ {shlex.join(argv)}", file=sys.stderr)
+        env = {**os.environ, **self.env}
+        text = not isinstance(input, bytes)
+        try:
+            result = subprocess.run(
+                argv, input=input, env=env, text=text, timeout=timeout,
+                stdout=stdout if stdout is not None else (subprocess.PIPE if capture else None),
+                stderr=subprocess.STDOUT if capture else None,
+            )
+        except FileNotFoundError:
+            raise ToolMissing(f"{argv[0]} is not installed; run scripts/install.sh "
+                              f"(or install it with your package manager)") from None
+        if check and result.returncode != 0:
+            out = result.stdout if isinstance(result.stdout, str) else (result.stdout or b"").decode(
+                errors="replace")
+            raise CommandError(argv, result.returncode, out or "")
+        return result

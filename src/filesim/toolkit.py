@@ -1,0 +1,93 @@
+"""What the invoke tasks do, as plain functions (tasks.py only parses arguments)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from filesim import PROJECT_ROOT, values
+from filesim.engines.base import NasStatus
+from filesim.run import Runner
+
+DEFAULT_DATA_ROOT = PROJECT_ROOT / "simulator-data"
+
+
+def load_values(files: Sequence[str], sets: Sequence[str]) -> dict[str, Any]:
+    """Values from files and --set overrides (ValuesError lists every problem)."""
+    return values.load(files, sets)
+
+
+def synth(files: Sequence[str], sets: Sequence[str], target: str, out: str) -> str:
+    """Write the manifests for ``target`` into ``out``; return the summary table."""
+    from filesim.manifests import Target, synth as write
+
+    resolved = load_values(files, sets)
+    kind = Target(target)
+    written = write(resolved, kind, Path(out))
+    table = summary(resolved, kind)
+    return f"{table}\nwrote {len(written)} files to {out}/"
+
+
+def summary(resolved: dict[str, Any], target: Any) -> str:
+    """NAS, role, mode, interval and endpoint of every enabled NAS, as a table."""
+    rows = [("NAS", "ROLE", "MODE", "INTERVAL", "ENDPOINT")]
+    for nas in values.enabled_servers(resolved):
+        if target == "podman":
+            endpoint = f"127.0.0.1:{nas['podman']['port']}/export"
+        else:
+            endpoint = f"{nas['service']['clusterIP']}:{nas['nfs']['port']}/export"
+        rows.append((nas["name"], nas["role"], nas["sync"]["mode"], f"{nas['sync']['interval']}s",
+                     endpoint))
+    return table(rows)
+
+
+def table(rows: Sequence[Sequence[object]]) -> str:
+    """Left-aligned columns separated by two spaces."""
+    widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+                     for row in rows)
+
+
+def engine(name: str | None, files: Sequence[str], sets: Sequence[str], data_root: str | None,
+           *, dry_run: bool = False, echo: bool = False):
+    """The selected engine for these values."""
+    from filesim.engines import select
+
+    root = Path(data_root or os.environ.get("FILESIM_DATA_ROOT") or DEFAULT_DATA_ROOT)
+    return select(name, load_values(files, sets), Runner(dry_run=dry_run, echo=echo),
+                  data_root=root)
+
+
+def progress(message: str) -> None:
+    """Progress lines go to stderr so --json output stays clean."""
+    print(message, file=sys.stderr, flush=True)
+
+
+def status_report(states: list[NasStatus], as_json: bool) -> str:
+    """``invoke status`` output: a table, or JSON with the agents' full status."""
+    if as_json:
+        return json.dumps([vars(s) for s in states], indent=2, default=str)
+    rows = [("NAS", "READY", "MODE", "ENDPOINT", "LAST PASS", "PENDING", "CONFLICTS", "ERRORS",
+             "PROBLEM")]
+    for s in states:
+        agent = s.agent
+        last = agent.get("last_full_pass")
+        age = f"{max(0.0, time.time() - last):.0f}s ago" if last else "-"
+        rows.append((s.name, "yes" if s.ready else "no", s.mode, s.endpoint, age,
+                     agent.get("pending", "-"), agent.get("conflicts", "-"),
+                     agent.get("errors", "-"), s.problem or ""))
+    return table(rows)
+
+
+def check_report(result: dict[str, Any]) -> str:
+    """Human-readable check-sync result."""
+    lines = [f"{result['nas']}: {'ok' if result['ok'] else 'FAILED'}"]
+    for direction, outcome in result["directions"].items():
+        seconds = f" in {outcome['seconds']}s" if outcome["seconds"] is not None else ""
+        lines.append(f"  {direction.replace('_', ' ')}: {outcome['status']}{seconds}")
+    return "\n".join(lines)

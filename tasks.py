@@ -1,0 +1,121 @@
+"""filesim tasks: `invoke --list` shows them, `invoke --help TASK` explains one."""
+
+from __future__ import annotations
+
+import functools
+import json as jsonlib
+
+from invoke import Exit, task
+
+from filesim import toolkit
+from filesim.errors import UserError
+
+VALUES_HELP = {
+    "values": "values file (repeatable; later files win; default values/default.yaml)",
+    "set": "override one value, e.g. nasServers[0].sync.interval=5 (repeatable)",
+}
+ENGINE_HELP = {
+    **VALUES_HELP,
+    "engine": "auto | podman | minikube (default: $FILESIM_ENGINE, else auto)",
+    "data_root": "podman: the folder that plays C:\\simulator-data (default ./simulator-data)",
+}
+ENGINE_ARGS = {"iterable": ["values", "set"], "help": ENGINE_HELP}
+
+
+def user_errors(fn):
+    """Turn filesim's user errors into one line per problem and the error's exit code."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except UserError as exc:
+            raise Exit(str(exc), code=exc.exit_code) from None
+        except KeyboardInterrupt:
+            raise Exit("interrupted", code=130) from None
+
+    return wrapper
+
+
+def _engine(engine, values, set, data_root, **switches):
+    return toolkit.engine(engine, values, set, data_root, **switches)
+
+
+@task(iterable=["values", "set"], help={
+    **VALUES_HELP, "target": "kubernetes | podman", "out": "output folder (default manifests/)"})
+@user_errors
+def synth(c, values=None, set=None, target="kubernetes", out="manifests"):
+    """Write the manifests: one file per NAS plus the shared objects."""
+    print(toolkit.synth(values, set, target, out))
+
+
+@task(**{**ENGINE_ARGS, "help": {**ENGINE_HELP, "dry_run": "print the commands, run nothing"}})
+@user_errors
+def setup(c, engine=None, values=None, set=None, data_root=None, dry_run=False):
+    """Prepare this machine: NAS image, one Windows-side folder per NAS with its marker."""
+    _engine(engine, values, set, data_root, dry_run=dry_run).setup(toolkit.progress)
+
+
+@task(**{**ENGINE_ARGS, "help": {**ENGINE_HELP, "timeout": "seconds to wait for ready (120)"}})
+@user_errors
+def deploy(c, engine=None, values=None, set=None, data_root=None, timeout=120):
+    """Start (or replace) every NAS and wait until all serve NFS and sync."""
+    eng = _engine(engine, values, set, data_root)
+    eng.apply(toolkit.progress)
+    eng.wait_ready(float(timeout), toolkit.progress)
+    print(toolkit.status_report(eng.status(), as_json=False))
+
+
+@task(**{**ENGINE_ARGS, "help": {**ENGINE_HELP, "json": "print JSON"}})
+@user_errors
+def status(c, engine=None, values=None, set=None, data_root=None, json=False):
+    """Show every NAS: ready, endpoint, mode, last pass, pending, conflicts, errors."""
+    states = _engine(engine, values, set, data_root).status()
+    print(toolkit.status_report(states, as_json=json))
+    if not all(s.ready for s in states):
+        raise Exit(code=1)
+
+
+@task(**{**ENGINE_ARGS, "help": {**ENGINE_HELP, "nas": "NAS name",
+                                 "container": "sync (default) | nfs | init",
+                                 "follow": "keep printing new lines"}})
+@user_errors
+def logs(c, nas, container="sync", follow=False, engine=None, values=None, set=None,
+         data_root=None):
+    """Print a NAS container's log (the sync sidecar's by default)."""
+    if container not in ("sync", "nfs", "init"):
+        raise Exit(f"--container {container!r}: use sync, nfs or init", code=2)
+    _engine(engine, values, set, data_root).logs(nas, container, follow)
+
+
+@task(**{**ENGINE_ARGS, "help": {**ENGINE_HELP, "nas": "NAS name"}})
+@user_errors
+def probe_windows(c, nas, engine=None, values=None, set=None, data_root=None):
+    """Show a NAS's Windows, node and container paths and prove they are one folder."""
+    from filesim.checks import probe_windows as probe
+
+    result = probe(_engine(engine, values, set, data_root), nas)
+    for key in ("windows", "node", "container"):
+        print(f"{key:9}  {result[key]}")
+    print("live: a probe file written on the Windows side was read in the sync container")
+
+
+@task(**{**ENGINE_ARGS, "help": {**ENGINE_HELP, "nas": "NAS name", "json": "print JSON",
+                                 "timeout": "seconds to wait per direction (30)"}})
+@user_errors
+def check_sync(c, nas, json=False, timeout=30, engine=None, values=None, set=None,
+               data_root=None):
+    """Write a file on each side of a NAS and wait for it on the other."""
+    from filesim.checks import check_sync as check
+
+    result = check(_engine(engine, values, set, data_root), nas, float(timeout))
+    print(jsonlib.dumps(result) if json else toolkit.check_report(result))
+    if not result["ok"]:
+        raise Exit(code=1)
+
+
+@task(**ENGINE_ARGS)
+@user_errors
+def destroy(c, engine=None, values=None, set=None, data_root=None):
+    """Stop and remove this deployment's pods and volumes (Windows-side folders stay)."""
+    _engine(engine, values, set, data_root).destroy(toolkit.progress)
