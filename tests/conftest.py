@@ -41,3 +41,11 @@ def make_agent(tmp_path: Path, nfs_dir: Path, share: NinePShare):
     yield make
     for agent in agents:
         agent.stop(timeout=10)
+
+
+@pytest.fixture
+def snapshot_json(snapshot):
+    """Snapshots stored as JSON files under tests/__snapshots__/."""
+    from syrupy.extensions.json import JSONSnapshotExtension
+
+    return snapshot.use_extension(JSONSnapshotExtension)

@@ -79,9 +79,13 @@ def resolve(raw: dict[str, Any], source: str = "values") -> dict[str, Any]:
     """Turn raw merged values into complete, checked values."""
     values = apply_aliases(copy.deepcopy(raw))
     problems = schema_errors(values)
+    values = fill_defaults(values, schema())
     if not problems:
-        values = fill_defaults(values, schema())
-        problems = schema_errors(values) or cross_field_errors(values)
+        problems = schema_errors(values)
+    # Cross-field rules run over the NAS entries the schema found sound, so one run reports all.
+    broken = {p.path.split("]")[0] for p in problems if p.path.startswith("nasServers[")}
+    if not any(p.path in ("(top level)", "nasServers") for p in problems):
+        problems += cross_field_errors(values, skip=broken)
     if problems:
         raise ValuesError(source, problems)
     return values
@@ -129,22 +133,26 @@ def apply_set(values: dict[str, Any], assignment: str) -> None:
         )
     value = yaml.safe_load(text) if text else ""
     node: Any = values
-    for (name, index), nxt in zip(tokens, [*tokens[1:], None], strict=True):
-        child = [] if nxt is not None and nxt[1] is not None else {}
-        if index is None:
-            if nxt is None:
-                node[name] = value
-                return
-            node = node.setdefault(name, child) if isinstance(node, dict) else _bad_set(assignment)
-        else:
-            if not isinstance(node, list) or index > len(node):
-                _bad_set(assignment, f"index {index} is past the end of the list")
-            if nxt is None:
-                node[index:index + 1] = [value]
-                return
-            if index == len(node):
-                node.append(child)
-            node = node[index]
+    for position, (name, index) in enumerate(tokens):
+        last = position == len(tokens) - 1
+        key: Any = index if index is not None else name
+        if index is None and not isinstance(node, dict):
+            _bad_set(assignment)
+        if index is not None and (not isinstance(node, list) or index > len(node)):
+            _bad_set(assignment, f"index {index} is past the end of the list"
+                     if isinstance(node, list) else "path does not match the values' structure")
+        if last:
+            if isinstance(node, list) and index == len(node):
+                node.append(value)
+            else:
+                node[key] = value
+            return
+        following_is_index = tokens[position + 1][1] is not None
+        if isinstance(node, list) and index == len(node):
+            node.append([] if following_is_index else {})
+        elif isinstance(node, dict) and key not in node:
+            node[key] = [] if following_is_index else {}
+        node = node[key]
 
 
 def _render(tokens: list[tuple[str, int | None]]) -> list[str]:
@@ -260,8 +268,11 @@ def _problem(error: jsonschema.ValidationError) -> Problem:
     return Problem(path, error.message, "see schemas/values.schema.json")
 
 
-def cross_field_errors(values: dict[str, Any]) -> list[Problem]:
-    """Rules the schema cannot express; values must already be defaulted and schema-valid."""
+def cross_field_errors(values: dict[str, Any], skip: Iterable[str] = ()) -> list[Problem]:
+    """Rules the schema cannot express, over defaulted, schema-valid NAS entries.
+
+    ``skip`` names entries (``nasServers[i``) that failed the schema.
+    """
     problems: list[Problem] = []
     seen: dict[tuple[str, Any], str] = {}
 
@@ -273,8 +284,11 @@ def cross_field_errors(values: dict[str, Any]) -> list[Problem]:
         else:
             seen[kind, value] = path
 
+    skip = set(skip)
     for i, nas in enumerate(values["nasServers"]):
         at = f"nasServers[{i}]"
+        if f"nasServers[{i}" in skip:
+            continue
         name = nas["name"]
         if not DNS1123_LABEL.match(name) or len(name) > 63:
             problems.append(Problem(f"{at}.name", f"{name!r} is not a DNS-1123 label",

@@ -1,0 +1,122 @@
+"""Values: the valid/invalid corpus, defaults, merging and --set overrides."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from filesim import values
+
+CORPUS = Path(__file__).parent / "values"
+VALID = sorted((CORPUS / "valid").glob("*.yaml"))
+INVALID = sorted((CORPUS / "invalid").glob("*.yaml"))
+
+
+def test_corpus_is_not_empty():
+    assert len(VALID) >= 4 and len(INVALID) >= 30
+
+
+@pytest.mark.parametrize("path", VALID, ids=lambda p: p.stem)
+def test_valid_values_load(path):
+    loaded = values.load([path])
+    assert loaded["nasServers"]
+    jsonschema.validate(loaded, values.schema())
+
+
+@pytest.mark.parametrize("path", INVALID, ids=lambda p: p.stem)
+def test_invalid_values_are_rejected_with_their_message(path):
+    expected = path.read_text().splitlines()[0].removeprefix("# expect: ")
+    with pytest.raises(values.ValuesError) as caught:
+        values.load([path])
+    lines = caught.value.lines()
+    assert any(expected in line for line in lines), lines
+    assert all(line.startswith(f"{path}: ") for line in lines)
+    assert all(";" in line for line in lines), "every line says how to fix it"
+    assert caught.value.exit_code == 2
+
+
+def test_all_problems_of_a_file_are_reported_together(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("""
+nasServers:
+  - name: nas-output-1
+    sync: {mode: to-nfs}
+    service: {clusterIP: 10.96.100.1}
+    podman: {port: 20001}
+  - name: nas-output-1
+    service: {clusterIP: 10.96.100.1}
+    podman: {port: 20001}
+""")
+    with pytest.raises(values.ValuesError) as caught:
+        values.load([bad])
+    text = "\n".join(caught.value.lines())
+    assert "sync.mode" in text and "name 'nas-output-1'" in text
+    assert "clusterIP '10.96.100.1'" in text and "podman port 20001" in text
+
+
+def test_schema_defaults_are_themselves_valid():
+    minimal = {"nasServers": [{"name": "nas-backup", "service": {"clusterIP": "10.96.0.50"},
+                               "podman": {"port": 20000}}]}
+    filled = values.fill_defaults(minimal, values.schema())
+    jsonschema.validate(filled, values.schema())
+    nas = filled["nasServers"][0]
+    assert nas["role"] == "backup" and nas["access"] == "rw"
+    assert nas["sync"] == {"mode": "bidirectional", "interval": 2, "settle": 0.5,
+                           "maxDeleteFraction": 0.5}
+    assert nas["storage"]["sizeLimit"] == "500Mi"
+    assert filled["windowsRoot"] == "C:\\simulator-data" and filled["nodeRoot"] == "/mnt/simulator-data"
+
+
+def test_role_defaults_for_inputs():
+    nas = values.load()["nasServers"][0]
+    assert (nas["name"], nas["role"], nas["access"], nas["sync"]["mode"]) == (
+        "nas-input-1", "input", "ro", "to-nfs")
+
+
+def test_default_topology_has_seven_nas_servers():
+    names = [n["name"] for n in values.enabled_servers(values.load())]
+    assert names == ["nas-input-1", "nas-input-2", "nas-input-3", "nas-backup",
+                     "nas-output-1", "nas-output-2", "nas-output-3"]
+
+
+def test_later_files_win_and_set_overrides_last(tmp_path):
+    override = tmp_path / "override.yaml"
+    override.write_text("namespace: team-a\n")
+    loaded = values.load([values.DEFAULT_VALUES, override],
+                         ["nasServers[3].sync.interval=5", "nasServers[0].enabled=false",
+                          "image.tag=dev"])
+    assert loaded["namespace"] == "team-a"
+    assert loaded["nasServers"][3]["sync"]["interval"] == 5
+    assert loaded["nasServers"][0]["enabled"] is False
+    assert loaded["image"]["tag"] == "dev"
+
+
+def test_research_alias_sets_the_interval():
+    loaded = values.load([CORPUS / "valid" / "research-shape.yaml"])
+    assert loaded["nasServers"][0]["sync"]["interval"] == 30
+
+
+@pytest.mark.parametrize("assignment, message", [
+    ("nasServers[0].sync.interval", "not of the form"),
+    ("=5", "not of the form"),
+    ("nasServers[99].name=x", "index 99 is past the end"),
+    ("namespace.inner=x", "does not match"),
+])
+def test_bad_set_assignments(assignment, message):
+    with pytest.raises(values.ValuesError) as caught:
+        values.load([], [assignment])
+    assert message in str(caught.value)
+
+
+def test_set_value_that_breaks_a_rule_names_the_key():
+    with pytest.raises(values.ValuesError) as caught:
+        values.load([], ["nasServers[4].sync.interval=-1"])
+    assert "nasServers[4].sync.interval: -1 is out of range" in str(caught.value)
+
+
+def test_missing_file_is_one_clear_line(tmp_path):
+    with pytest.raises(values.ValuesError) as caught:
+        values.load([tmp_path / "nope.yaml"])
+    assert caught.value.lines() == [f"{tmp_path / 'nope.yaml'}: (file): not found; check the path"]
