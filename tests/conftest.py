@@ -9,7 +9,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent / "support"))
 
-from harness import AgentProcess, NinePShare  # noqa: E402
+from harness import AgentProcess, NinePShare
 
 
 @pytest.fixture

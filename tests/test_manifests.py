@@ -47,7 +47,8 @@ def test_synth_is_deterministic():
 
 
 @pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
-@pytest.mark.parametrize("values_file", [None, MINIMAL, EVERYTHING], ids=["default", "minimal", "everything"])
+@pytest.mark.parametrize("values_file", [None, MINIMAL, EVERYTHING],
+                         ids=["default", "minimal", "everything"])
 def test_kubernetes_manifests_validate_offline(values_file, version):
     for obj in objects(values_file, Target.KUBERNETES):
         kubernetes_validate.validate(obj, version, strict=True)
@@ -108,7 +109,7 @@ def test_persistent_volumes_would_really_mount():
         assert pv["spec"]["storageClassName"] == ""
         assert pv["spec"]["mountOptions"][0].startswith("nfsvers=")
     reports_pv = next(o for o in objs if o["kind"] == "PersistentVolume")
-    assert "nfsvers=3" in reports_pv["spec"]["mountOptions"] and "nolock" in reports_pv["spec"]["mountOptions"]
+    assert {"nfsvers=3", "nolock"} <= set(reports_pv["spec"]["mountOptions"])
     for pvc in (o for o in objs if o["kind"] == "PersistentVolumeClaim"):
         assert pvc["spec"]["storageClassName"] == ""
         assert pvc["spec"]["selector"]["matchLabels"]["app.kubernetes.io/instance"] == pvc["metadata"]["name"]

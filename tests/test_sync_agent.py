@@ -6,6 +6,7 @@ mount, as over 9p) and plays NFS clients by writing into the export folder.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -252,10 +253,8 @@ def test_partial_windows_write_never_appears_torn(share, nfs_dir, make_agent):
 
     def watch():
         while not done.is_set():
-            try:
+            with contextlib.suppress(FileNotFoundError):
                 seen.append((nfs_dir / "slow.bin").read_bytes())
-            except FileNotFoundError:
-                pass
             time.sleep(0.02)
 
     watcher = threading.Thread(target=watch)

@@ -37,10 +37,10 @@ def check_sync(engine: Engine, nas: str, timeout: float = 30.0) -> dict[str, Any
             started = time.monotonic()
             if direction == "nfs_to_windows":
                 engine.nfs_write(nas, name, data)
-                arrived = _wait(lambda n=name: _read(folder / n) == data, timeout)
+                arrived = _wait(lambda n=name, d=data: _read(folder / n) == d, timeout)
             else:
                 (folder / name).write_bytes(data)
-                arrived = _wait(lambda n=name: engine.nfs_read(nas, n) == data, timeout)
+                arrived = _wait(lambda n=name, d=data: engine.nfs_read(nas, n) == d, timeout)
             directions[direction] = {
                 "status": "passed" if arrived else "failed",
                 "seconds": round(time.monotonic() - started, 2) if arrived else None,

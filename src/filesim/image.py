@@ -84,7 +84,7 @@ def ensure(podman: Runner, ref: str, *, progress: Callable[[str], None] = print)
 
 
 def build(podman: Runner, ref: str, digest: str, *, progress: Callable[[str], None] = print) -> None:
-    """debootstrap the packages, add the sync agent, import into podman as ``ref``."""
+    """Debootstrap the packages, add the sync agent, import into podman as ``ref``."""
     started = time.monotonic()
     work = Path(tempfile.mkdtemp(prefix="filesim-image-", dir=os.environ.get("TMPDIR", "/var/tmp")))
     root = work / "rootfs"

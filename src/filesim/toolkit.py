@@ -24,7 +24,8 @@ def load_values(files: Sequence[str], sets: Sequence[str]) -> dict[str, Any]:
 
 def synth(files: Sequence[str], sets: Sequence[str], target: str, out: str) -> str:
     """Write the manifests for ``target`` into ``out``; return the summary table."""
-    from filesim.manifests import Target, synth as write
+    from filesim.manifests import Target
+    from filesim.manifests import synth as write
 
     resolved = load_values(files, sets)
     kind = Target(target)

@@ -101,7 +101,7 @@ def read_yaml(path: Path) -> dict[str, Any]:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(file)"
         what = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ValuesError(str(path), [Problem(where, f"invalid YAML: {what}", "fix the syntax")])
+        raise ValuesError(str(path), [Problem(where, f"invalid YAML: {what}", "fix the syntax")]) from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -129,7 +129,8 @@ def apply_set(values: dict[str, Any], assignment: str) -> None:
     if not sep or not tokens or "".join(_render(tokens)) != key:
         raise ValuesError(
             "--set",
-            [Problem(assignment, "not of the form key.path[0].name=value", "e.g. nasServers[0].sync.interval=5")],
+            [Problem(assignment, "not of the form key.path[0].name=value",
+                     "e.g. nasServers[0].sync.interval=5")],
         )
     value = yaml.safe_load(text) if text else ""
     node: Any = values

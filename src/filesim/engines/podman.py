@@ -134,7 +134,7 @@ class PodmanEngine(Engine):
 
     @staticmethod
     def pod_name(nas: str) -> str:
-        """podman names a Deployment's pod ``<name>-pod-0``."""
+        """Podman names a Deployment's pod ``<name>-pod-0``."""
         return f"{nas}-pod-0"
 
     def _container(self, nas: str, container: str) -> str:

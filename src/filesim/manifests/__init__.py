@@ -12,16 +12,16 @@ from typing import Any
 # jsii prints a banner on every run under an end-of-life Node; the variable lists silenced majors.
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", ",".join(map(str, range(14, 40))))
 
-import cdk8s  # noqa: E402  (after the jsii setting above)
-import yaml  # noqa: E402
-from cdk8s_plus_33 import k8s  # noqa: E402
+import cdk8s
+import yaml
+from cdk8s_plus_33 import k8s
 
-from filesim.manifests.discovery import Discovery  # noqa: E402
-from filesim.manifests.nas_network import NasEndpoint  # noqa: E402
-from filesim.manifests.nas_server import NasServer  # noqa: E402
-from filesim.manifests.props import NasProps, Target  # noqa: E402
-from filesim.errors import UserError  # noqa: E402
-from filesim.values import enabled_servers  # noqa: E402
+from filesim.errors import UserError
+from filesim.manifests.discovery import Discovery
+from filesim.manifests.nas_network import NasEndpoint
+from filesim.manifests.nas_server import NasServer
+from filesim.manifests.props import NasProps, Target
+from filesim.values import enabled_servers
 
 SHARED_CHART = "filesim"
 DISCOVERY_NAME = "filesim-nas-discovery"

@@ -21,6 +21,7 @@ class JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, event and the event's fields."""
 
     def format(self, record: logging.LogRecord) -> str:
+        """One JSON line."""
         fields = {k: v for k, v in vars(record).items() if k not in STANDARD_RECORD_KEYS}
         return json.dumps({"time": round(record.created, 3), "level": record.levelname.lower(),
                            "event": record.getMessage(), **fields}, default=str)
@@ -30,6 +31,7 @@ class TextFormatter(logging.Formatter):
     """``time level event key=value ...`` for people reading logs."""
 
     def format(self, record: logging.LogRecord) -> str:
+        """One text line."""
         fields = " ".join(f"{k}={v}" for k, v in vars(record).items()
                           if k not in STANDARD_RECORD_KEYS)
         stamp = time.strftime("%H:%M:%S", time.localtime(record.created))

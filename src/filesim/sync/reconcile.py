@@ -15,7 +15,7 @@ from enum import Enum
 from pathlib import PurePosixPath
 
 from filesim.sync.state import Entry, State, entry_from
-from filesim.sync.tree import DestinationChanged, Sig, SideUnavailable, SourceChanged, Tree
+from filesim.sync.tree import DestinationChanged, SideUnavailable, Sig, SourceChanged, Tree
 
 NFS, WINDOWS = "nfs", "windows"
 MODES = ("bidirectional", "to-windows", "to-nfs")
@@ -65,10 +65,12 @@ class Report:
     held_deletions: int = 0
 
     def conflict(self, **details: object) -> None:
+        """Count a conflict and keep its details among the last twenty."""
         self.conflict_count += 1
         self.conflicts = [*self.conflicts[-19:], {"at": time.time(), **details}]
 
     def error(self, **details: object) -> None:
+        """Count an error and keep its details among the last twenty."""
         self.error_count += 1
         self.errors = [*self.errors[-19:], {"at": time.time(), **details}]
 
@@ -351,7 +353,7 @@ class Reconciler:
         """to-windows: a tester's Windows file is never replaced; the NFS version goes beside it."""
         assert obs.nfs is not None
         saved = conflict_name(obs.path, NFS, time.time())
-        sig, _ = self.trees[WINDOWS].copy_from(self.trees[NFS], obs.path, obs.nfs, dest=saved,
+        self.trees[WINDOWS].copy_from(self.trees[NFS], obs.path, obs.nfs, dest=saved,
                                                dest_expected=None)
         assert obs.windows is not None
         self._agree(obs.path, entry_from(obs.nfs, obs.windows, None, by_agent=False))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import os
@@ -106,7 +107,7 @@ class Tree:
     def remove_temp_files(self) -> int:
         """Delete temp files a killed agent left behind; return how many."""
         removed = 0
-        for dirpath, dirnames, filenames in os.walk(self.root):
+        for dirpath, _, filenames in os.walk(self.root):
             for name in filenames:
                 if name.startswith(TEMP_PREFIX):
                     try:
@@ -117,7 +118,7 @@ class Tree:
         return removed
 
     def copy_from(self, source: Tree, rel: str, expected: Sig, *, dest: str | None = None,
-                  dest_expected: Sig | None | bool = None) -> tuple[Sig, str]:
+                  dest_expected: Sig | bool | None = None) -> tuple[Sig, str]:
         """Copy ``rel`` of ``source`` to ``dest`` (default ``rel``) here; return (new sig, sha256).
 
         The copy goes to a hidden temp file in the destination folder and is renamed into place
@@ -207,7 +208,5 @@ def _sig(st: os.stat_result) -> Sig | None:
 
 
 def _unlink_quietly(path: Path) -> None:
-    try:
+    with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
-    except FileNotFoundError:
-        pass

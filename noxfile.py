@@ -1,0 +1,65 @@
+"""nox sessions: `nox` runs lint, tests and e2e; benchmarks run on demand (`nox -s bench`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nox
+
+nox.needs_version = ">=2024.4"
+nox.options.default_venv_backend = "uv|virtualenv"
+nox.options.reuse_venv = "yes"
+
+ROOT = Path(__file__).parent
+SHELL_SCRIPTS = [".ci/run", *sorted(str(p.relative_to(ROOT)) for p in ROOT.glob("scripts/*.sh"))]
+
+
+def _pytest(session: nox.Session, *args: str) -> None:
+    session.install("-e", ".[test]")
+    session.run("pytest", *args, *session.posargs)
+
+
+@nox.session(python=False)
+def lint(session: nox.Session) -> None:
+    """Ruff over the Python code, ShellCheck over the shell scripts."""
+    failures = []
+    for command in (["ruff", "check", "."], ["shellcheck", *SHELL_SCRIPTS]):
+        try:
+            session.run(*command, external=True)
+        except nox.command.CommandFailed:
+            failures.append(command[0])
+    if failures:
+        session.error(f"failed: {', '.join(failures)}")
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """Unit, snapshot and sync-agent tests (real files, FUSE, ganesha in podman)."""
+    _pytest(session, "tests", "--ignore=tests/e2e")
+
+
+@nox.session
+def e2e(session: nox.Session) -> None:
+    """Deploy the 7 NAS servers on the local engine and check every user path, then tear down."""
+    _pytest(session, "tests/e2e", "-p", "no:randomly")
+
+
+@nox.session(default=False)
+def bench(session: nox.Session) -> None:
+    """Synth time for 7 and 100 NAS servers against a bare cdk8s app (figures, no asserts)."""
+    session.install("-e", ".")
+    session.run("python", "benchmarks/synth.py", *session.posargs)
+
+
+@nox.session(name="bench-sync", default=False)
+def bench_sync(session: nox.Session) -> None:
+    """The sync agent against the research's rsync loop: latency, idle cost, seed."""
+    session.install("-e", ".")
+    session.run("python", "benchmarks/sync.py", *session.posargs)
+
+
+@nox.session(name="bench-podman", default=False)
+def bench_podman(session: nox.Session) -> None:
+    """Image build, deploy to all-ready, idle RSS per NAS pod, check-sync latencies."""
+    session.install("-e", ".")
+    session.run("python", "benchmarks/podman.py", *session.posargs)

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Install everything filesim needs on Debian 12+/Ubuntu 22.04+ and bring the NAS servers up on
+# podman. Run from the checkout as root (or with sudo): scripts/install.sh [--no-deploy]
+set -euo pipefail
+
+readonly APT_PACKAGES=(
+  python3 python3-venv python3-pip git ca-certificates
+  podman runc catatonit debootstrap   # the podman engine and the registry-free image build
+  fuse3                               # the 9p-like share in the sync tests
+  shellcheck                          # nox -s lint
+)
+
+log() { printf '==> %s\n' "$*"; }
+die() { printf 'install.sh: %s\n' "$*" >&2; exit 1; }
+
+check_root() {
+  [[ ${EUID} -eq 0 ]] || die "run as root (sudo scripts/install.sh): it installs Debian packages"
+}
+
+install_packages() {
+  log "installing Debian packages: ${APT_PACKAGES[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${APT_PACKAGES[@]}"
+}
+
+install_python_env() {
+  python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+    || die "filesim needs Python 3.11 or newer (python3 is $(python3 --version))"
+  log "creating .venv and installing filesim with its development tools"
+  [[ -x .venv/bin/python ]] || python3 -m venv .venv
+  .venv/bin/python -m pip install -q --upgrade pip
+  .venv/bin/python -m pip install -q -e '.[dev]'
+}
+
+bring_up() {
+  log "building the NAS image (once) and starting the NAS servers on podman"
+  .venv/bin/invoke setup --engine podman
+  .venv/bin/invoke deploy --engine podman
+}
+
+main() {
+  cd "$(dirname "$0")/.."
+  check_root
+  install_packages
+  install_python_env
+  if [[ ${1:-} != --no-deploy ]]; then
+    bring_up
+  fi
+  log "done: .venv/bin/invoke --list shows what you can do; .venv/bin/nox runs the tests"
+}
+
+main "$@"
