@@ -11,6 +11,7 @@ nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.reuse_venv = "yes"
 
 ROOT = Path(__file__).parent
+EXTRAS = nox.project.load_toml(ROOT / "pyproject.toml")["project"]["optional-dependencies"]
 SHELL_SCRIPTS = [".ci/run", *sorted(str(p.relative_to(ROOT)) for p in ROOT.glob("scripts/*.sh"))]
 
 
@@ -19,13 +20,14 @@ def _pytest(session: nox.Session, *args: str) -> None:
     session.run("pytest", *args, *session.posargs)
 
 
-@nox.session(python=False)
+@nox.session
 def lint(session: nox.Session) -> None:
-    """Ruff over the Python code, ShellCheck over the shell scripts."""
+    """Ruff over the Python code, ShellCheck over the shell scripts; reports every failure."""
+    session.install(*EXTRAS["lint"])
     failures = []
     for command in (["ruff", "check", "."], ["shellcheck", *SHELL_SCRIPTS]):
         try:
-            session.run(*command, external=True)
+            session.run(*command, external=command[0] == "shellcheck")
         except nox.command.CommandFailed:
             failures.append(command[0])
     if failures:
@@ -41,7 +43,7 @@ def tests(session: nox.Session) -> None:
 @nox.session
 def e2e(session: nox.Session) -> None:
     """Deploy the 7 NAS servers on the local engine and check every user path, then tear down."""
-    _pytest(session, "tests/e2e", "-p", "no:randomly")
+    _pytest(session, "tests/e2e")
 
 
 @nox.session(default=False)
