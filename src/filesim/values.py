@@ -63,6 +63,12 @@ def schema() -> dict[str, Any]:
     return json.loads(SCHEMA_PATH.read_text())
 
 
+@cache
+def validator() -> jsonschema.Draft202012Validator:
+    """A validator for the values schema, built once."""
+    return jsonschema.Draft202012Validator(schema())
+
+
 def load(files: Iterable[str | Path] = (), sets: Iterable[str] = ()) -> dict[str, Any]:
     """Read, merge, default, validate and check values; raise ValuesError listing all problems."""
     files = [Path(f) for f in files] or [DEFAULT_VALUES]
@@ -77,11 +83,10 @@ def load(files: Iterable[str | Path] = (), sets: Iterable[str] = ()) -> dict[str
 
 def resolve(raw: dict[str, Any], source: str = "values") -> dict[str, Any]:
     """Turn raw merged values into complete, checked values."""
-    values = apply_aliases(copy.deepcopy(raw))
+    # Defaults are valid by themselves (a test checks), so validating once after filling them
+    # finds exactly the problems of the user's values.
+    values = fill_defaults(apply_aliases(copy.deepcopy(raw)), schema())
     problems = schema_errors(values)
-    values = fill_defaults(values, schema())
-    if not problems:
-        problems = schema_errors(values)
     # Cross-field rules run over the NAS entries the schema found sound, so one run reports all.
     broken = {p.path.split("]")[0] for p in problems if p.path.startswith("nasServers[")}
     if not any(p.path in ("(top level)", "nasServers") for p in problems):
@@ -224,8 +229,7 @@ def _role_from_name(name: str, role_schema: dict[str, Any]) -> str | None:
 
 def schema_errors(values: dict[str, Any]) -> list[Problem]:
     """Problems the JSON Schema finds, one per error, in document order."""
-    validator = jsonschema.Draft202012Validator(schema())
-    errors = sorted(validator.iter_errors(values), key=lambda e: [str(p) for p in e.absolute_path])
+    errors = sorted(validator().iter_errors(values), key=lambda e: [str(p) for p in e.absolute_path])
     return [_problem(error) for error in errors]
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from cdk8s_plus_33 import k8s
 from constructs import Construct
 
-from filesim.manifests.nas_server import labels, nas_name, selector
+from filesim.manifests.nas_server import labels, nas_name, quantity, selector
 from filesim.manifests.props import EXPORT_DIR, NasProps
 
 
@@ -41,7 +41,7 @@ class NasEndpoint(Construct):
         read_only = nas["access"] == "ro"
         access_modes = ["ReadOnlyMany"] if read_only else ["ReadWriteMany"]
         volume_labels = {**labels(props), "filesim.dev/namespace": props.namespace}
-        size = k8s.Quantity.from_string(str(nas["storage"]["sizeLimit"]))
+        size = quantity(str(nas["storage"]["sizeLimit"]))
         self.volume = k8s.KubePersistentVolume(
             self, "volume",
             metadata=k8s.ObjectMeta(name=f"{props.namespace}-{name}", labels=volume_labels),

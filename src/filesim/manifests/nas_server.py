@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from cdk8s import Chart
@@ -51,7 +52,7 @@ class NasServer(Construct):
     def __init__(self, scope: Construct, id: str, *, props: NasProps):
         super().__init__(scope, id)
         self.props = props
-        name = nas_name(self)
+        self.nas = name = nas_name(self)  # one jsii round trip; reused for every object name
         kubernetes = props.target is Target.KUBERNETES
         metadata = dict(name=name, labels=labels(props),
                         namespace=props.namespace if kubernetes else None)
@@ -78,7 +79,7 @@ class NasServer(Construct):
 
     def _volume(self, suffix: str) -> str:
         # podman turns an emptyDir into a volume named exactly so: names must be unique per NAS.
-        return f"{nas_name(self)}-{suffix}"
+        return f"{self.nas}-{suffix}"
 
     def _pod_spec(self) -> k8s.PodSpec:
         props = self.props
@@ -110,13 +111,13 @@ class NasServer(Construct):
                 k8s.Volume(name=self._volume("windows"), host_path=k8s.HostPathVolumeSource(
                     path=props.share_path, type="DirectoryOrCreate")),
                 k8s.Volume(name=self._volume("export"), empty_dir=k8s.EmptyDirVolumeSource(
-                    size_limit=_quantity(nas["storage"]["sizeLimit"]))),
+                    size_limit=quantity(str(nas["storage"]["sizeLimit"])))),
                 k8s.Volume(name=self._volume("state"), empty_dir=k8s.EmptyDirVolumeSource(
-                    size_limit=_quantity(nas["storage"]["stateSizeLimit"]))),
+                    size_limit=quantity(str(nas["storage"]["stateSizeLimit"])))),
                 k8s.Volume(name=self._volume("ganesha-run"), empty_dir=k8s.EmptyDirVolumeSource(
-                    size_limit=_quantity("16Mi"))),
+                    size_limit=quantity("16Mi"))),
                 k8s.Volume(name=self._volume("ganesha-config"), config_map=k8s.ConfigMapVolumeSource(
-                    name=f"{nas_name(self)}-ganesha")),
+                    name=f"{self.nas}-ganesha")),
             ],
         )
 
@@ -187,12 +188,14 @@ def _security_context(capabilities: tuple[str, ...]) -> k8s.SecurityContext:
     )
 
 
-def _quantity(value: Any) -> k8s.Quantity:
-    return k8s.Quantity.from_string(str(value))
+@functools.cache
+def quantity(value: str) -> k8s.Quantity:
+    """A Kubernetes quantity; cached, as each one costs a round trip to the jsii runtime."""
+    return k8s.Quantity.from_string(value)
 
 
 def _resources(spec: dict[str, dict[str, Any]]) -> k8s.ResourceRequirements:
     return k8s.ResourceRequirements(
-        requests={k: _quantity(v) for k, v in spec.get("requests", {}).items()} or None,
-        limits={k: _quantity(v) for k, v in spec.get("limits", {}).items()} or None,
+        requests={k: quantity(str(v)) for k, v in spec.get("requests", {}).items()} or None,
+        limits={k: quantity(str(v)) for k, v in spec.get("limits", {}).items()} or None,
     )

@@ -166,10 +166,16 @@ class Reconciler:
                 self.racy.discard(path)
 
     def _agree(self, path: str, entry: Entry) -> None:
-        """Record that both sides hold the same version of ``path``."""
-        self.state.put(path, entry)
+        """Record that both sides hold the same version of ``path``.
+
+        A racy entry gets its content hash (read from the local NFS side): the racy check
+        compares the Windows file against it.
+        """
         if not entry.is_dir and entry.windows_mtime_ns / 1e9 > time.time() - RACY_SECONDS:
             self.racy.add(path)
+            if entry.sha256 is None:
+                entry = dataclasses.replace(entry, sha256=self.trees[NFS].hash(path))
+        self.state.put(path, entry)
 
     # -- deciding and acting -----------------------------------------------------------------
 
@@ -292,16 +298,15 @@ class Reconciler:
         if src_sig.is_dir:
             if dst_sig is not None and not dst_sig.is_dir:
                 raise DestinationChanged(obs.path)
-            new, digest = tree.mkdir(obs.path), None
+            new = tree.mkdir(obs.path)
         else:
             if dst_sig is not None and dst_sig.is_dir:
                 self.report.error(path=obs.path, error="a file on one side is a folder on the other")
                 return
-            new, digest = tree.copy_from(self.trees[source], obs.path, src_sig,
-                                         dest_expected=dst_sig)
+            new = tree.copy_from(self.trees[source], obs.path, src_sig, dest_expected=dst_sig)
         nfs, windows = (src_sig, new) if source == NFS else (new, src_sig)
         agent_wrote_windows = dest == WINDOWS if by_agent is None else by_agent
-        self._agree(obs.path, entry_from(nfs, windows, digest, by_agent=agent_wrote_windows))
+        self._agree(obs.path, entry_from(nfs, windows, None, by_agent=agent_wrote_windows))
         self._log_action(obs.path, source, dest, src_sig, started)
 
     def _merge(self, obs: Observed) -> None:
@@ -326,7 +331,7 @@ class Reconciler:
         loser_tree, winner_tree = self.trees[loser], self.trees[winner]
         loser_sig = obs.nfs if loser == NFS else obs.windows
         loser_tree.rename(obs.path, saved)
-        copy_sig, _ = winner_tree.copy_from(loser_tree, saved, loser_sig, dest_expected=None)
+        copy_sig = winner_tree.copy_from(loser_tree, saved, loser_sig, dest_expected=None)
         saved_obs = Observed(saved, *((loser_sig, copy_sig) if loser == NFS else (copy_sig, loser_sig)))
         self._agree(saved, entry_from(saved_obs.nfs, saved_obs.windows, None,
                                          by_agent=winner == WINDOWS))

@@ -10,6 +10,7 @@ import secrets
 import stat
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 MARKER = ".filesim-share"
 TEMP_PREFIX = ".filesim-tmp."
@@ -118,8 +119,8 @@ class Tree:
         return removed
 
     def copy_from(self, source: Tree, rel: str, expected: Sig, *, dest: str | None = None,
-                  dest_expected: Sig | bool | None = None) -> tuple[Sig, str]:
-        """Copy ``rel`` of ``source`` to ``dest`` (default ``rel``) here; return (new sig, sha256).
+                  dest_expected: Sig | bool | None = None) -> Sig:
+        """Copy ``rel`` of ``source`` to ``dest`` (default ``rel``) here; return the new signature.
 
         The copy goes to a hidden temp file in the destination folder and is renamed into place
         only if the source still matches ``expected`` and the destination still matches
@@ -129,12 +130,9 @@ class Tree:
         target = self.path(dest)
         target.parent.mkdir(parents=True, exist_ok=True)
         temp = target.with_name(f"{TEMP_PREFIX}{secrets.token_hex(4)}.{target.name}"[:255])
-        digest = hashlib.sha256()
         try:
             with open(source.path(rel), "rb") as src, open(temp, "xb") as out:
-                while chunk := src.read(CHUNK):
-                    digest.update(chunk)
-                    out.write(chunk)
+                _copy_data(src, out)
             if self.file_mode is not None:
                 os.chmod(temp, self.file_mode)
             if source.stat(rel) != expected:
@@ -148,7 +146,7 @@ class Tree:
         sig = self.stat(dest)
         if sig is None:
             raise DestinationChanged(dest)
-        return sig, digest.hexdigest()
+        return sig
 
     def hash(self, rel: str) -> str:
         """sha256 of one file's content."""
@@ -197,6 +195,22 @@ class Tree:
                 return not any(not ignored(e.name) and e.name != MARKER for e in entries)
         except OSError as exc:
             raise SideUnavailable(f"{self.name}: {exc}") from exc
+
+
+def _copy_data(src: BinaryIO, out: BinaryIO) -> None:
+    """Copy file contents in the kernel (as cp does), or by reading where that is refused."""
+    try:
+        while os.copy_file_range(src.fileno(), out.fileno(), CHUNK * 64):
+            pass
+        return
+    except OSError as exc:
+        if exc.errno not in (errno.EXDEV, errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS, errno.EIO):
+            raise
+    src.seek(0)
+    out.seek(0)
+    out.truncate()
+    while chunk := src.read(CHUNK):
+        out.write(chunk)
 
 
 def _sig(st: os.stat_result) -> Sig | None:
