@@ -129,9 +129,10 @@ class Agent:
         if not self._share_mounted():
             return
         try:
-            windows_scan = self.windows.scan()
-            nfs_scan = self.nfs.scan() if nfs_rescan else None
-            observed = self.reconciler.full_scan(nfs_scan=nfs_scan, windows_scan=windows_scan)
+            agreed = self.state.sigs
+            windows = self.windows.poll(agreed[WINDOWS])
+            nfs = self.nfs.poll(agreed[NFS]) if nfs_rescan else None
+            observed = self.reconciler.full_scan(windows=windows, nfs=nfs)
             scan_seconds = time.monotonic() - started
             self.reconciler.reconcile(observed)
         except SideUnavailable as exc:
@@ -140,7 +141,7 @@ class Agent:
         self.last_full_pass = time.time()
         self.last_full_pass_seconds = round(time.monotonic() - started, 3)
         self._stretch_interval(scan_seconds)
-        self.log.info("pass", extra={"changed": len(observed), "files": len(windows_scan),
+        self.log.info("pass", extra={"changed": len(observed), "files": windows.total,
                                      "seconds": self.last_full_pass_seconds,
                                      "nfs_rescan": nfs_rescan})
 

@@ -15,7 +15,7 @@ from enum import Enum
 from pathlib import PurePosixPath
 
 from filesim.sync.state import Entry, State, entry_from
-from filesim.sync.tree import DestinationChanged, SideUnavailable, Sig, SourceChanged, Tree
+from filesim.sync.tree import DestinationChanged, Poll, SideUnavailable, Sig, SourceChanged, Tree
 
 NFS, WINDOWS = "nfs", "windows"
 MODES = ("bidirectional", "to-windows", "to-nfs")
@@ -132,37 +132,45 @@ class Reconciler:
                 todo.extend((child, False) for child in self.state.under(path))
         return result
 
-    def full_scan(self, *, nfs_scan: dict[str, Sig] | None, windows_scan: dict[str, Sig]
-                  ) -> list[Observed]:
-        """Observed pairs for every path whose scan differs from the state.
+    def full_scan(self, *, windows: Poll, nfs: Poll | None) -> list[Observed]:
+        """Observed pairs for every path that differs from the state on either side.
 
-        Without ``nfs_scan`` the NFS side is stat-ed only for paths Windows or the state name.
+        Without an NFS poll, the NFS side is stat-ed only for the paths Windows changed.
         """
-        state = self.state.entries
-        self._check_racy(windows_scan)
-        paths = {p for p, sig in windows_scan.items()
-                 if (e := state.get(p)) is None or sig != e.sig(WINDOWS)}
-        paths.update(p for p in state if p not in windows_scan)
-        if nfs_scan is not None:
-            paths.update(p for p, sig in nfs_scan.items()
-                         if (e := state.get(p)) is None or sig != e.sig(NFS))
-            paths.update(p for p in state if p not in nfs_scan)
-            return [Observed(p, nfs_scan.get(p), windows_scan.get(p)) for p in paths]
-        nfs = self.trees[NFS]
-        return [Observed(p, nfs.stat(p), windows_scan.get(p)) for p in paths]
+        agreed = self.state.sigs
+        self._check_racy(windows)
+        paths = set(windows.changed) | set(windows.deleted)
+        if nfs is not None:
+            paths |= set(nfs.changed) | set(nfs.deleted)
 
-    def _check_racy(self, windows_scan: dict[str, Sig]) -> None:
+        def side(poll: Poll, side_name: str, path: str) -> Sig | None:
+            if path in poll.changed:
+                return poll.changed[path]
+            return None if path in poll.deleted else agreed[side_name].get(path)
+
+        deleted_windows = set(windows.deleted)
+        result = []
+        for path in paths:
+            w = windows.changed.get(path) or (
+                None if path in deleted_windows else agreed[WINDOWS].get(path))
+            n = side(nfs, NFS, path) if nfs is not None else self.trees[NFS].stat(path)
+            result.append(Observed(path, n, w))
+        return result
+
+    def _check_racy(self, windows: Poll) -> None:
         """Mark racy entries whose Windows content no longer matches as changed."""
         now = time.time()
         for path in list(self.racy):
-            entry, sig = self.state.get(path), windows_scan.get(path)
-            if entry is None or sig is None or sig != entry.sig(WINDOWS) or not entry.sha256:
+            entry = self.state.get(path)
+            if (entry is None or path in windows.changed or path in windows.deleted
+                    or not entry.sha256):
                 self.racy.discard(path)
                 continue
             if self.trees[WINDOWS].hash(path) != entry.sha256:
                 self.state.put(path, dataclasses.replace(entry, windows_mtime_ns=-1))
+                windows.changed[path] = self.trees[WINDOWS].stat(path) or entry.sig(WINDOWS)
                 self.racy.discard(path)
-            elif now - sig.mtime_ns / 1e9 > RACY_SECONDS:
+            elif now - entry.windows_mtime_ns / 1e9 > RACY_SECONDS:
                 self.racy.discard(path)
 
     def _agree(self, path: str, entry: Entry) -> None:
@@ -209,7 +217,7 @@ class Reconciler:
 
     def _settled(self, side: str, path: str, sig: Sig) -> bool:
         """Whether a changed file has kept ``sig`` for the settle time (directories always)."""
-        if sig.is_dir:
+        if sig.is_dir or self.settle == 0:
             return True
         now = self.clock()
         key = (side, path)

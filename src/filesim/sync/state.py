@@ -7,7 +7,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from filesim.sync.tree import Sig
+from filesim.sync.tree import DIR_SIG, Sig
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS entries (
@@ -39,8 +39,9 @@ class Entry:
 
     def sig(self, side: str) -> Sig:
         """The signature each side had when the version was agreed."""
-        mtime = self.nfs_mtime_ns if side == "nfs" else self.windows_mtime_ns
-        return Sig(self.is_dir, 0 if self.is_dir else self.size, 0 if self.is_dir else mtime)
+        if self.is_dir:
+            return DIR_SIG
+        return Sig(False, self.size, self.nfs_mtime_ns if side == "nfs" else self.windows_mtime_ns)
 
 
 def entry_from(nfs: Sig, windows: Sig, sha256: str | None, *, by_agent: bool) -> Entry:
@@ -49,7 +50,11 @@ def entry_from(nfs: Sig, windows: Sig, sha256: str | None, *, by_agent: bool) ->
 
 
 class State:
-    """An in-memory map of path → Entry, written through to SQLite (WAL) in transactions."""
+    """An in-memory map of path → Entry, written through to SQLite (WAL) in transactions.
+
+    ``sigs[side]`` maps each path to the signature that side had when agreed, so a poll
+    compares a whole scan against it with dictionary operations.
+    """
 
     def __init__(self, directory: Path):
         directory.mkdir(parents=True, exist_ok=True)
@@ -61,6 +66,8 @@ class State:
             path: Entry(bool(d), size, nm, wm, h, bool(a))
             for path, d, size, nm, wm, h, a in self.db.execute("SELECT * FROM entries")
         }
+        self.sigs: dict[str, dict[str, Sig]] = {
+            side: {p: e.sig(side) for p, e in self.entries.items()} for side in ("nfs", "windows")}
         self._pending: dict[str, Entry | None] = {}
 
     def __len__(self) -> int:
@@ -73,6 +80,8 @@ class State:
     def put(self, path: str, entry: Entry) -> None:
         """Record an agreed version; written at the next commit."""
         self.entries[path] = entry
+        for side, sigs in self.sigs.items():
+            sigs[path] = entry.sig(side)
         self._pending[path] = entry
         if len(self._pending) >= 500:
             self.commit()
@@ -80,6 +89,8 @@ class State:
     def drop(self, path: str) -> None:
         """Forget a path both sides no longer have."""
         if self.entries.pop(path, None) is not None:
+            for sigs in self.sigs.values():
+                del sigs[path]
             self._pending[path] = None
 
     def under(self, directory: str) -> Iterator[str]:

@@ -4,28 +4,43 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import gc
 import hashlib
 import os
 import secrets
 import stat
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, NamedTuple
 
 MARKER = ".filesim-share"
 TEMP_PREFIX = ".filesim-tmp."
 #: Files that `invoke probe-windows` writes to prove the share is live; never synced.
 PROBE_PREFIX = ".filesim-probe."
 CHUNK = 1 << 20
+DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 
 
-@dataclass(frozen=True)
-class Sig:
-    """What a scan sees of an entry: enough to notice a change without reading it."""
+class Sig(NamedTuple):
+    """What a scan sees of an entry: enough to notice a change without reading it.
+
+    A tuple, so building and comparing millions of them (a poll every interval) stays cheap.
+    """
 
     is_dir: bool
     size: int
     mtime_ns: int
+
+
+DIR_SIG = Sig(True, 0, 0)
+
+
+class Poll(NamedTuple):
+    """What changed on one side against the agreed signatures."""
+
+    changed: dict[str, Sig]
+    deleted: list[str]
+    total: int
 
 
 class SideUnavailable(Exception):
@@ -40,9 +55,12 @@ class DestinationChanged(Exception):
     """The destination changed since it was last seen; it was left alone."""
 
 
+IGNORED_PREFIXES = (TEMP_PREFIX, PROBE_PREFIX)
+
+
 def ignored(name: str) -> bool:
     """Entries the agent never syncs: its own temp files and probe files."""
-    return name.startswith((TEMP_PREFIX, PROBE_PREFIX))
+    return name.startswith(IGNORED_PREFIXES)
 
 
 class Tree:
@@ -72,31 +90,94 @@ class Tree:
     def scan(self, rel: str = "") -> dict[str, Sig]:
         """Signatures of every entry below ``rel`` (not ``rel`` itself), recursively."""
         found: dict[str, Sig] = {}
+        for directory, names, fd in self._directories(rel):
+            prefix = f"{directory}/" if directory else ""
+            for name in names:
+                sig = _stat_at(fd, name)
+                if sig is not None:
+                    found[prefix + name] = sig
+        return found
+
+    def poll(self, agreed: Mapping[str, Sig]) -> Poll:
+        """Compare the whole tree with ``agreed`` signatures; only differences are kept.
+
+        This runs every interval over the Windows share, so it is written for speed: a
+        matching entry costs one stat relative to its open directory (cheaper than
+        DirEntry.stat) and no allocation kept; the cyclic GC is paused meanwhile. Deletions
+        are looked for only when fewer agreed paths were seen than there are.
+        """
+        changed: dict[str, Sig] = {}
+        matched = total = 0
+        seen_all: set[str] | None = None
+        get, stat_at = agreed.get, os.stat
+        gc_was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            for directory, names, fd in self._directories(""):
+                prefix = f"{directory}/" if directory else ""
+                for name in names:
+                    try:
+                        st = stat_at(name, dir_fd=fd, follow_symlinks=False)
+                    except FileNotFoundError:
+                        continue
+                    kind = st.st_mode & 0o170000
+                    path = prefix + name
+                    known = get(path)
+                    if kind == 0o100000:
+                        total += 1
+                        if (known is not None and known[2] == st.st_mtime_ns
+                                and known[1] == st.st_size and not known[0]):
+                            matched += 1
+                        else:
+                            changed[path] = Sig(False, st.st_size, st.st_mtime_ns)
+                    elif kind == 0o040000:
+                        total += 1
+                        if known is DIR_SIG or known == DIR_SIG:
+                            matched += 1
+                        else:
+                            changed[path] = DIR_SIG
+        finally:
+            if gc_was_enabled:
+                gc.enable()
+        deleted: list[str] = []
+        if matched + sum(1 for p in changed if p in agreed) < len(agreed):
+            seen_all = {f"{d}/{n}" if d else n for d, names, _ in self._directories("")
+                        for n in names}
+            deleted = [p for p in agreed if p not in seen_all]
+        return Poll(changed, deleted, total)
+
+    def _directories(self, rel: str) -> Iterator[tuple[str, list[str], int]]:
+        """(folder, entry names, open fd of the folder) for ``rel`` and every folder below it.
+
+        Names exclude temp and probe files and, at the root, the marker. The fd is valid
+        until the next item is asked for.
+        """
         stack = [rel]
         while stack:
             current = stack.pop()
             try:
-                with os.scandir(self.path(current) if current else self.root) as entries:
-                    for entry in entries:
-                        name = entry.name
-                        if ignored(name) or (not current and name == MARKER):
-                            continue
-                        child = f"{current}/{name}" if current else name
-                        try:
-                            sig = _sig(entry.stat(follow_symlinks=False))
-                        except FileNotFoundError:
-                            continue
-                        if sig is None:
-                            continue
-                        found[child] = sig
-                        if sig.is_dir:
-                            stack.append(child)
+                fd = os.open(self.path(current) if current else self.root, DIR_FLAGS)
             except (FileNotFoundError, NotADirectoryError):
                 if not current:
                     raise SideUnavailable(f"{self.name}: root {self.root} is missing") from None
+                continue
             except OSError as exc:
                 raise SideUnavailable(f"{self.name}: {exc}") from exc
-        return found
+            try:
+                with os.scandir(fd) as entries:
+                    names = []
+                    for entry in entries:
+                        name = entry.name
+                        if name.startswith(IGNORED_PREFIXES) or (not current and name == MARKER):
+                            continue
+                        names.append(name)
+                        if entry.is_dir(follow_symlinks=False):
+                            stack.append(f"{current}/{name}" if current else name)
+                yield current, names, fd
+            except OSError as exc:
+                raise SideUnavailable(f"{self.name}: {exc}") from exc
+            finally:
+                os.close(fd)
 
     def has_marker(self) -> bool:
         """Whether the share marker is at the root (the share is really mounted)."""
@@ -213,9 +294,16 @@ def _copy_data(src: BinaryIO, out: BinaryIO) -> None:
         out.write(chunk)
 
 
+def _stat_at(fd: int, name: str) -> Sig | None:
+    try:
+        return _sig(os.stat(name, dir_fd=fd, follow_symlinks=False))
+    except FileNotFoundError:
+        return None
+
+
 def _sig(st: os.stat_result) -> Sig | None:
     if stat.S_ISDIR(st.st_mode):
-        return Sig(True, 0, 0)
+        return DIR_SIG
     if stat.S_ISREG(st.st_mode):
         return Sig(False, st.st_size, st.st_mtime_ns)
     return None
