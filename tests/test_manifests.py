@@ -67,7 +67,7 @@ def test_policy_rules_the_schemas_do_not_enforce(target):
             assert sc["privileged"] is False and sc["allowPrivilegeEscalation"] is False
             assert sc["capabilities"]["drop"] == ["ALL"]
             assert set(sc["capabilities"]["add"]) <= {
-                "DAC_READ_SEARCH", "FOWNER", "SETGID", "SETUID", "DAC_OVERRIDE"}
+                "DAC_READ_SEARCH", "FOWNER", "SETGID", "SETUID", "DAC_OVERRIDE", "NET_BIND_SERVICE"}
             assert sc["readOnlyRootFilesystem"] is True
             assert container.get("restartPolicy") in (None, "Always")
             assert "limits" in container["resources"] and "memory" in container["resources"]["limits"]
@@ -98,6 +98,16 @@ def test_podman_pod_shape():
     assert all("Bind_Addr = 127.0.0.1;" in c for c in confs)
     ports = {c.split("NFS_Port = ")[1].split(";")[0] for c in confs}
     assert len(ports) == 7
+
+
+def test_nfs_v3_gets_rpcbind_started_before_ganesha():
+    [spec] = pod_specs(objects(EVERYTHING, Target.KUBERNETES))
+    first = spec["initContainers"][0]
+    assert first["name"] == "rpcbind" and first["restartPolicy"] == "Always"
+    assert first["args"] == ["rpcbind", "-f", "-w"]
+    assert set(first["securityContext"]["capabilities"]["add"]) == {"NET_BIND_SERVICE", "SETGID", "SETUID"}
+    default = pod_specs(objects(None, Target.KUBERNETES))[0]
+    assert "rpcbind" not in [c["name"] for c in default["initContainers"]]
 
 
 def test_persistent_volumes_would_really_mount():

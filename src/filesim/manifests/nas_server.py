@@ -14,6 +14,7 @@ from filesim.manifests.props import (
     EXPORT_DIR,
     GANESHA_CONF_DIR,
     NFS_CAPABILITIES,
+    RPCBIND_CAPABILITIES,
     STATE_DIR,
     SYNC_CAPABILITIES,
     WINDOWS_DIR,
@@ -87,6 +88,8 @@ class NasServer(Construct):
         sync = self._sync_container("sync", once=False)
         if props.target is Target.KUBERNETES:
             init = [seed, sync] if props.nas["sidecar"]["enabled"] else [seed]
+            if "3" in props.nas["nfs"]["versions"]:
+                init.insert(0, self._rpcbind_container())
             containers = [self._nfs_container()]
             restart_policy, host_network = "Always", None
         else:
@@ -118,7 +121,27 @@ class NasServer(Construct):
                     size_limit=quantity("16Mi"))),
                 k8s.Volume(name=self._volume("ganesha-config"), config_map=k8s.ConfigMapVolumeSource(
                     name=f"{self.nas}-ganesha")),
+                *([k8s.Volume(name=self._volume("rpcbind-run"), empty_dir=k8s.EmptyDirVolumeSource(
+                    size_limit=quantity("1Mi")))] if any(c.name == "rpcbind" for c in init) else []),
             ],
+        )
+
+    def _rpcbind_container(self) -> k8s.Container:
+        """NFSv3 needs rpcbind running before ganesha registers with it: a native sidecar."""
+        props = self.props
+        port = k8s.Probe(tcp_socket=k8s.TcpSocketAction(port=k8s.IntOrString.from_number(111)),
+                         period_seconds=2, failure_threshold=15)
+        return k8s.Container(
+            name="rpcbind",
+            image=props.image_ref(),
+            image_pull_policy=props.image["pullPolicy"],
+            args=["rpcbind", "-f", "-w"],
+            restart_policy="Always",
+            startup_probe=port,
+            resources=_resources({"requests": {"cpu": "5m", "memory": "8Mi"},
+                                  "limits": {"memory": "32Mi"}}),
+            security_context=_security_context(RPCBIND_CAPABILITIES),
+            volume_mounts=[k8s.VolumeMount(name=self._volume("rpcbind-run"), mount_path="/run")],
         )
 
     def _sync_container(self, name: str, *, once: bool) -> k8s.Container:

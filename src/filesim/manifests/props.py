@@ -25,6 +25,7 @@ class Target(StrEnum):
 #: Linux capabilities each container needs, measured with --cap-drop ALL (docs/design.md).
 NFS_CAPABILITIES = ("DAC_READ_SEARCH", "FOWNER", "SETGID", "SETUID")
 SYNC_CAPABILITIES = ("DAC_OVERRIDE",)
+RPCBIND_CAPABILITIES = ("NET_BIND_SERVICE", "SETGID", "SETUID")
 
 
 @dataclass(frozen=True)
