@@ -338,3 +338,28 @@ def test_unmounted_share_mid_run_stops_syncing_and_is_reported(share, nfs_dir, m
 
     (share.backing / ".filesim-share").write_text("back\n")
     wait_until(lambda: (agent.status() or {}).get("share_mounted") is True)
+
+
+def test_slow_scans_stretch_the_poll_interval_and_say_so(share, nfs_dir, make_agent):
+    for d in range(10):
+        (share.backing / f"d{d}").mkdir()
+        for f in range(100):
+            (share.backing / f"d{d}" / f"f{f}").write_text("x")
+    agent = make_agent(interval=0.02)
+    assert agent.run_once().returncode == 0
+    agent.start()
+
+    wait_until(lambda: any(e["event"] == "poll interval" for e in agent.log_events()))
+    stretch = next(e for e in agent.log_events() if e["event"] == "poll interval")
+    assert stretch["seconds"] >= 4 * stretch["scan_seconds"] > 0.02
+    wait_until(lambda: (agent.status() or {}).get("interval", 0) > 0.02)
+
+
+def test_status_is_rewritten_every_interval(share, make_agent):
+    agent = make_agent(interval=0.3).start()
+    first = agent.status()["updated_at"]
+    wait_until(lambda: agent.status()["updated_at"] > first, timeout=2)
+    status = agent.status()
+    for key in ("last_full_pass", "pending", "conflicts", "errors", "files_tracked",
+                "held_deletions", "share_mounted"):
+        assert key in status

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import queue
 import signal
@@ -169,7 +170,7 @@ class Agent:
 
     def _stretch_interval(self, scan_seconds: float) -> None:
         """Keep polling cheap: a scan may take at most a quarter of the interval."""
-        wanted = max(self.settings.interval, round(scan_seconds * 4, 1))
+        wanted = max(self.settings.interval, math.ceil(scan_seconds * 40) / 10)
         if abs(wanted - self.interval) > 0.05 * self.interval:
             self.log.info("poll interval", extra={"seconds": wanted, "scan_seconds":
                                                   round(scan_seconds, 3)})
