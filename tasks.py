@@ -37,10 +37,6 @@ def user_errors(fn):
     return wrapper
 
 
-def _engine(engine, values, set, data_root, **switches):
-    return toolkit.engine(engine, values, set, data_root, **switches)
-
-
 @task(iterable=["values", "set"], help={
     **VALUES_HELP, "target": "kubernetes | podman", "out": "output folder (default manifests/)"})
 @user_errors
@@ -53,14 +49,14 @@ def synth(c, values=None, set=None, target="kubernetes", out="manifests"):
 @user_errors
 def setup(c, engine=None, values=None, set=None, data_root=None, dry_run=False):
     """Prepare this machine: NAS image, one Windows-side folder per NAS with its marker."""
-    _engine(engine, values, set, data_root, dry_run=dry_run).setup(toolkit.progress)
+    toolkit.engine(engine, values, set, data_root, dry_run=dry_run).setup(toolkit.progress)
 
 
 @task(**{**ENGINE_ARGS, "help": {**ENGINE_HELP, "timeout": "seconds to wait for ready (120)"}})
 @user_errors
 def deploy(c, engine=None, values=None, set=None, data_root=None, timeout=120):
     """Start (or replace) every NAS and wait until all serve NFS and sync."""
-    eng = _engine(engine, values, set, data_root)
+    eng = toolkit.engine(engine, values, set, data_root)
     eng.apply(toolkit.progress)
     eng.wait_ready(float(timeout), toolkit.progress)
     print(toolkit.status_report(eng.status(), as_json=False))
@@ -70,7 +66,7 @@ def deploy(c, engine=None, values=None, set=None, data_root=None, timeout=120):
 @user_errors
 def status(c, engine=None, values=None, set=None, data_root=None, json=False):
     """Show every NAS: ready, endpoint, mode, last pass, pending, conflicts, errors."""
-    states = _engine(engine, values, set, data_root).status()
+    states = toolkit.engine(engine, values, set, data_root).status()
     print(toolkit.status_report(states, as_json=json))
     if not all(s.ready for s in states):
         raise Exit(code=1)
@@ -85,7 +81,7 @@ def logs(c, nas, container="sync", follow=False, engine=None, values=None, set=N
     """Print a NAS container's log (the sync sidecar's by default)."""
     if container not in ("sync", "nfs", "init"):
         raise Exit(f"--container {container!r}: use sync, nfs or init", code=2)
-    _engine(engine, values, set, data_root).logs(nas, container, follow)
+    toolkit.engine(engine, values, set, data_root).logs(nas, container, follow)
 
 
 @task(**{**ENGINE_ARGS, "help": {**ENGINE_HELP, "nas": "NAS name"}})
@@ -94,7 +90,7 @@ def probe_windows(c, nas, engine=None, values=None, set=None, data_root=None):
     """Show a NAS's Windows, node and container paths and prove they are one folder."""
     from filesim.checks import probe_windows as probe
 
-    result = probe(_engine(engine, values, set, data_root), nas)
+    result = probe(toolkit.engine(engine, values, set, data_root), nas)
     for key in ("windows", "node", "container"):
         print(f"{key:9}  {result[key]}")
     print("live: a probe file written on the Windows side was read in the sync container")
@@ -108,7 +104,7 @@ def check_sync(c, nas, json=False, timeout=30, engine=None, values=None, set=Non
     """Write a file on each side of a NAS and wait for it on the other."""
     from filesim.checks import check_sync as check
 
-    result = check(_engine(engine, values, set, data_root), nas, float(timeout))
+    result = check(toolkit.engine(engine, values, set, data_root), nas, float(timeout))
     print(jsonlib.dumps(result) if json else toolkit.check_report(result))
     if not result["ok"]:
         raise Exit(code=1)
@@ -118,4 +114,4 @@ def check_sync(c, nas, json=False, timeout=30, engine=None, values=None, set=Non
 @user_errors
 def destroy(c, engine=None, values=None, set=None, data_root=None):
     """Stop and remove this deployment's pods and volumes (Windows-side folders stay)."""
-    _engine(engine, values, set, data_root).destroy(toolkit.progress)
+    toolkit.engine(engine, values, set, data_root).destroy(toolkit.progress)

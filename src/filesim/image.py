@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import tempfile
@@ -85,6 +86,13 @@ def ensure(podman: Runner, ref: str, *, progress: Callable[[str], None] = print)
 
 def build(podman: Runner, ref: str, digest: str, *, progress: Callable[[str], None] = print) -> None:
     """Debootstrap the packages, add the sync agent, import into podman as ``ref``."""
+    if podman.dry_run:
+        rootfs = "$ROOTFS"
+        print(shlex.join(["debootstrap", "--variant=minbase", f"--include={','.join(packages())}",
+                          RELEASE, rootfs, debian_mirror()]))
+        print(f"# copy the sync agent and {', '.join(SCRIPTS)} into {rootfs} (install_agent)")
+        print(f"tar -C {rootfs} -c . | " + shlex.join(_import_argv(ref, digest)))
+        return
     started = time.monotonic()
     work = Path(tempfile.mkdtemp(prefix="filesim-image-", dir=os.environ.get("TMPDIR", "/var/tmp")))
     root = work / "rootfs"
@@ -107,12 +115,16 @@ def build(podman: Runner, ref: str, digest: str, *, progress: Callable[[str], No
     progress(f"built {ref} in {time.monotonic() - started:.0f}s")
 
 
-def _import(podman: Runner, tar: subprocess.Popen[bytes], ref: str, digest: str) -> None:
-    argv = ["podman", "import",
+def _import_argv(ref: str, digest: str) -> list[str]:
+    return ["podman", "import",
             "--change", "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
             "--change", 'ENTRYPOINT ["/usr/bin/tini", "--"]',
             "--change", f"LABEL {INPUTS_LABEL}={digest}",
             "-", ref]
+
+
+def _import(podman: Runner, tar: subprocess.Popen[bytes], ref: str, digest: str) -> None:
+    argv = _import_argv(ref, digest)
     env = {**os.environ, **podman.env}
     result = subprocess.run(argv, stdin=tar.stdout, env=env, capture_output=True, text=True)
     if result.returncode != 0:

@@ -72,12 +72,13 @@ def validator() -> jsonschema.Draft202012Validator:
 def load(files: Iterable[str | Path] = (), sets: Iterable[str] = ()) -> dict[str, Any]:
     """Read, merge, default, validate and check values; raise ValuesError listing all problems."""
     files = [Path(f) for f in files] or [DEFAULT_VALUES]
+    sets = list(sets)
     merged: dict[str, Any] = {}
     for path in files:
         merged = deep_merge(merged, read_yaml(path))
     for assignment in sets:
         apply_set(merged, assignment)
-    source = str(files[-1]) if len(files) == 1 and not list(sets) else "values"
+    source = str(files[-1]) if len(files) == 1 and not sets else "values"
     return resolve(merged, source)
 
 

@@ -67,13 +67,16 @@ class PodmanEngine(Engine):
         if missing:
             raise EngineError(f"missing: {', '.join(missing)}; run scripts/install.sh "
                               f"(or apt-get install -y {' '.join(missing)})")
-        self.run(["podman", "info", "--format", "{{.Host.OCIRuntime.Name}}"])
+        self.run(["podman", "info", "--format", "{{.Host.OCIRuntime.Name}}"], reads_only=True)
         image.ensure(self.run, self.image_ref, progress=progress)
         for nas in self.servers():
             self._prepare_share(nas, progress)
 
     def _prepare_share(self, nas: dict[str, Any], progress: Progress) -> None:
         folder = self.data_root / nas["name"]
+        if self.run.dry_run:
+            print(f"# create {folder} with {MARKER} and README.txt, if missing")
+            return
         folder.mkdir(parents=True, exist_ok=True)
         marker = folder / MARKER
         if not marker.exists():
