@@ -16,14 +16,19 @@ __all__ = ["ENGINES", "Engine", "EngineError", "NasStatus", "SharePaths", "selec
 
 def select(name: str | None, values: dict[str, Any], runner: Runner, *, data_root: Path) -> Engine:
     """The engine named by ``--engine``, else ``FILESIM_ENGINE``, else the first usable one."""
-    from filesim.engines import podman
+    from filesim.engines import minikube, podman
 
     chosen = name or os.environ.get("FILESIM_ENGINE") or "auto"
     if chosen not in ENGINES:
         raise EngineError(f"unknown engine {chosen!r}; use one of: {', '.join(ENGINES)}")
+    if chosen == "auto":
+        if minikube.context_reachable(values["minikube"]["profile"]):
+            chosen = "minikube"
+        elif podman.usable(runner):
+            chosen = "podman"
+        else:
+            raise EngineError("no engine found: run `invoke setup --engine minikube` (Windows, "
+                              "macOS, Linux with minikube) or install podman with scripts/install.sh")
     if chosen == "minikube":
-        raise EngineError("the minikube engine is not built yet (issue #5); use --engine podman")
-    if chosen == "auto" and not podman.usable(runner):
-        raise EngineError("no engine found: install podman (scripts/install.sh) for the podman "
-                          "engine, or start minikube and select it with --engine minikube")
+        return minikube.MinikubeEngine(values, runner)
     return podman.PodmanEngine(values, runner, data_root)

@@ -11,10 +11,37 @@ from typing import Any, ClassVar
 
 from filesim.errors import UserError
 from filesim.run import Runner
+from filesim.sync.tree import MARKER
 from filesim.values import enabled_servers
 
 Progress = Callable[[str], None]
 CONTAINERS = {"sync": "sync", "nfs": "nfs", "init": "seed"}
+SHARE_README = """This folder is the Windows side of the simulated NAS {name} ({role}, sync {mode}).
+Files you put here appear in its NFS export; {back}
+Do not delete .filesim-share: the sync agent refuses to run without it (it proves the share
+is mounted).
+"""
+SHARE_BACK = {
+    "bidirectional": "files written over NFS appear here.",
+    "to-windows": "files written over NFS appear here (yours are never replaced).",
+    "to-nfs": "the export mirrors this folder and is read-only for NFS clients.",
+}
+
+
+def prepare_share(folder: Path, nas: dict[str, Any], dry_run: bool, progress: Progress) -> None:
+    """Create a NAS's Windows-side folder with the share marker and a README, if missing."""
+    if dry_run:
+        print(f"# create {folder} with {MARKER} and README.txt, if missing")
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    if not (folder / MARKER).exists():
+        (folder / MARKER).write_text("filesim share marker: this folder is a NAS's Windows side\n")
+        progress(f"created {folder}")
+    readme = folder / "README.txt"
+    if not readme.exists():
+        mode = nas["sync"]["mode"]
+        readme.write_text(SHARE_README.format(name=nas["name"], role=nas["role"], mode=mode,
+                                              back=SHARE_BACK[mode]))
 
 
 class EngineError(UserError):

@@ -12,7 +12,15 @@ from pathlib import Path
 from typing import Any
 
 from filesim import PROJECT_ROOT, image
-from filesim.engines.base import CONTAINERS, Engine, EngineError, NasStatus, Progress, SharePaths
+from filesim.engines.base import (
+    CONTAINERS,
+    Engine,
+    EngineError,
+    NasStatus,
+    Progress,
+    SharePaths,
+    prepare_share,
+)
 from filesim.manifests import Target, synth
 from filesim.manifests.props import EXPORT_DIR, WINDOWS_DIR
 from filesim.run import CommandError, Runner
@@ -24,13 +32,6 @@ WORK_DIR = PROJECT_ROOT / ".filesim" / "podman"
 PART_OF = "app.kubernetes.io/part-of=filesim"
 TOOLS = {"podman": "podman", "runc": "runc", "catatonit": "catatonit",
          "debootstrap": "debootstrap"}
-SHARE_README = """This folder is the Windows side of the simulated NAS {name} ({role}, sync {mode}).
-Files you put here appear in its NFS export; {back}
-Do not delete .filesim-share: the sync agent refuses to run without it (it proves the share
-is mounted).
-"""
-
-
 def podman_runner(runner: Runner) -> Runner:
     """``runner`` with podman pointed at filesim's containers.conf."""
     return Runner(dry_run=runner.dry_run, echo=runner.echo,
@@ -70,26 +71,7 @@ class PodmanEngine(Engine):
         self.run(["podman", "info", "--format", "{{.Host.OCIRuntime.Name}}"], reads_only=True)
         image.ensure(self.run, self.image_ref, progress=progress)
         for nas in self.servers():
-            self._prepare_share(nas, progress)
-
-    def _prepare_share(self, nas: dict[str, Any], progress: Progress) -> None:
-        folder = self.data_root / nas["name"]
-        if self.run.dry_run:
-            print(f"# create {folder} with {MARKER} and README.txt, if missing")
-            return
-        folder.mkdir(parents=True, exist_ok=True)
-        marker = folder / MARKER
-        if not marker.exists():
-            marker.write_text("filesim share marker: this folder is a NAS's Windows side\n")
-            progress(f"created {folder}")
-        readme = folder / "README.txt"
-        if not readme.exists():
-            mode = nas["sync"]["mode"]
-            back = {"bidirectional": "files written over NFS appear here.",
-                    "to-windows": "files written over NFS appear here (yours are never replaced).",
-                    "to-nfs": "the export mirrors this folder and is read-only for NFS clients."}
-            readme.write_text(SHARE_README.format(name=nas["name"], role=nas["role"], mode=mode,
-                                                  back=back[mode]))
+            prepare_share(self.data_root / nas["name"], nas, self.run.dry_run, progress)
 
     def apply(self, progress: Progress) -> None:
         if any("3" in nas["nfs"]["versions"] for nas in self.servers()):

@@ -1,0 +1,491 @@
+"""The minikube engine: a minikube profile with the Windows root mounted, driven through the API.
+
+`setup` runs the minikube CLI (every command shown with --dry-run); everything else talks to the
+cluster through the official `kubernetes` client, and every failure becomes one line naming the
+likely fix.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path, PurePosixPath, PureWindowsPath
+from typing import Any
+
+from filesim.engines.base import (
+    CONTAINERS,
+    Engine,
+    EngineError,
+    NasStatus,
+    Progress,
+    SharePaths,
+    prepare_share,
+)
+from filesim.manifests import Target, manifests
+from filesim.manifests.props import EXPORT_DIR, STATE_DIR, WINDOWS_DIR
+from filesim.run import Runner
+from filesim.sync.agent import STATUS_FILE
+
+FIELD_MANAGER = "filesim"
+PART_OF = "app.kubernetes.io/part-of=filesim"
+MIN_MINIKUBE = (1, 33)
+MIN_KUBERNETES = (1, 29)
+#: Memory (MiB) the node keeps for Kubernetes itself besides the NAS pods.
+SYSTEM_MEMORY = 1536
+PRUNABLE = [("apps/v1", "Deployment"), ("v1", "Service"), ("v1", "ConfigMap"),
+            ("v1", "PersistentVolumeClaim"), ("v1", "PersistentVolume")]
+
+
+# -- pure helpers (tested without a cluster) ---------------------------------------------------
+
+def is_windows_path(path: str) -> bool:
+    """Whether ``path`` is written as a Windows path (drive letter or UNC)."""
+    return bool(re.match(r"^([A-Za-z]:[\\/]|\\\\)", path))
+
+
+def share_folder(root: str, nas: str) -> str:
+    """The NAS's folder under the Windows root, in the root's own path flavour."""
+    return str(PureWindowsPath(root) / nas if is_windows_path(root) else PurePosixPath(root) / nas)
+
+
+def version_tuple(text: str) -> tuple[int, ...]:
+    """``v1.33.0`` / ``1.33`` → (1, 33, 0)."""
+    return tuple(int(part) for part in re.findall(r"\d+", text)[:3])
+
+
+def memory_needed(values: dict[str, Any]) -> int:
+    """MiB the node needs: every NAS pod's memory limits plus what Kubernetes keeps."""
+    total = SYSTEM_MEMORY
+    for nas in values["nasServers"]:
+        if nas["enabled"]:
+            for owner in ("nfs", "sidecar"):
+                total += _mebibytes(nas[owner]["resources"].get("limits", {}).get("memory", "64Mi"))
+    return total
+
+
+def _mebibytes(quantity: Any) -> int:
+    text = str(quantity)
+    units = {"Ki": 1 / 1024, "Mi": 1, "Gi": 1024, "Ti": 1024**2, "k": 1 / 1048.576, "M": 1 / 1.048576,
+             "G": 1000 / 1.048576}
+    for suffix, factor in units.items():
+        if text.endswith(suffix):
+            return int(float(text[: -len(suffix)]) * factor)
+    return int(float(text) / 2**20)
+
+
+def preflight(values: dict[str, Any], *, which: Callable[[str], str | None] = shutil.which,
+              runner: Runner | None = None, on_windows: bool = os.name == "nt") -> list[str]:
+    """Every problem that would stop `minikube start`, one line each with its fix."""
+    runner = runner or Runner()
+    mk = values["minikube"]
+    problems = []
+    if which("minikube") is None:
+        problems.append("minikube is not installed: install it (Windows: `winget install "
+                        "Kubernetes.minikube`; others: https://minikube.sigs.k8s.io/docs/start/)")
+    else:
+        out = runner(["minikube", "version", "--short"], check=False, reads_only=True).stdout
+        found = version_tuple(out or "0")
+        if found[:2] < MIN_MINIKUBE:
+            problems.append(f"minikube {out.strip() or 'of unknown version'} is too old: filesim needs "
+                            f"v{MIN_MINIKUBE[0]}.{MIN_MINIKUBE[1]} or newer; upgrade minikube")
+    if which("kubectl") is None:
+        problems.append("kubectl is not installed: install it (Windows: `winget install "
+                        "Kubernetes.kubectl`), e.g. to inspect the cluster by hand")
+    else:
+        out = runner(["kubectl", "version", "--client", "-o", "json"], check=False,
+                     reads_only=True).stdout
+        try:
+            client = json.loads(out)["clientVersion"]
+            found = (int(client["major"]), int(re.sub(r"\D", "", client["minor"])))
+        except (ValueError, KeyError, TypeError):
+            found = (0, 0)
+        if found < MIN_KUBERNETES:
+            problems.append(f"kubectl {found[0]}.{found[1]} is too old: use v1.29 or newer")
+    if version_tuple(mk["kubernetesVersion"])[:2] < MIN_KUBERNETES:
+        problems.append(f"minikube.kubernetesVersion {mk['kubernetesVersion']} is too old: the sync "
+                        f"agent is a native sidecar (Kubernetes v1.29+); set it to v1.33.0")
+    if mk["driver"] == "hyperv" and not on_windows:
+        problems.append("minikube.driver hyperv needs Windows: on this machine set minikube.driver "
+                        "to docker, kvm2 or qemu2")
+    needed = memory_needed(values)
+    if mk["memory"] < needed:
+        problems.append(f"minikube.memory {mk['memory']} MiB is too small for "
+                        f"{sum(n['enabled'] for n in values['nasServers'])} NAS servers: set "
+                        f"minikube.memory to at least {needed}")
+    root = values["windowsRoot"]
+    if is_windows_path(root) and not on_windows:
+        problems.append(f"windowsRoot {root} is a Windows path but this machine is not Windows: set "
+                        f"windowsRoot to a local folder, e.g. {Path.home() / 'simulator-data'}")
+    elif Path(root).exists() and not os.access(root, os.W_OK):
+        problems.append(f"windowsRoot {root} is not writable: fix its permissions or choose another "
+                        f"folder with --set windowsRoot=...")
+    return problems
+
+
+def start_command(values: dict[str, Any]) -> list[str]:
+    """`minikube start` for the profile, with the Windows root mounted at the node root."""
+    mk = values["minikube"]
+    return ["minikube", "start", "-p", mk["profile"], f"--driver={mk['driver']}",
+            f"--memory={mk['memory']}", f"--cpus={mk['cpus']}",
+            f"--kubernetes-version={mk['kubernetesVersion']}", "--mount",
+            f"--mount-string={values['windowsRoot']}:{values['nodeRoot']}"]
+
+
+def image_build_command(values: dict[str, Any]) -> list[str]:
+    """Build the NAS image inside minikube from images/nas/Containerfile."""
+    img = values["image"]
+    return ["minikube", "-p", values["minikube"]["profile"], "image", "build", "-t",
+            f"{img['repository']}:{img['tag']}", "-f", "images/nas/Containerfile", "."]
+
+
+def explain(exc: BaseException, *, context: str, namespace: str) -> EngineError:
+    """One line for a Kubernetes client failure, naming the likely fix."""
+    from kubernetes.client.rest import ApiException
+    from kubernetes.config.config_exception import ConfigException
+
+    if isinstance(exc, ConfigException):
+        return EngineError(f"no kube context {context!r} ({exc}): run `invoke setup --engine minikube`, "
+                           f"which starts minikube profile {context}")
+    if isinstance(exc, ApiException):
+        detail = _api_message(exc)
+        if exc.status == 401:
+            return EngineError(f"the cluster refused the credentials of context {context!r}: run "
+                               f"`minikube update-context -p {context}`")
+        if exc.status == 403:
+            return EngineError(f"permission denied by RBAC ({detail}): your user needs rights to "
+                               f"manage Deployments, Services, ConfigMaps, PVCs and pods/exec in "
+                               f"namespace {namespace!r}, and PersistentVolumes")
+        return EngineError(f"Kubernetes API error {exc.status} {exc.reason}: {detail}")
+    text = str(exc)
+    if any(word in text for word in ("Connection refused", "Max retries", "timed out",
+                                     "Name or service not known", "NewConnectionError")) \
+            or isinstance(exc, (ConnectionError, OSError)):
+        return EngineError(f"cannot reach the cluster of context {context!r}: is minikube running? "
+                           f"`minikube start -p {context}` or `invoke setup --engine minikube`")
+    return EngineError(f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}")
+
+
+def _api_message(exc: Any) -> str:
+    try:
+        return json.loads(exc.body)["message"]
+    except (TypeError, ValueError, KeyError):
+        return str(exc.reason)
+
+
+def context_reachable(context: str, timeout: float = 2.0) -> bool:
+    """Whether kubeconfig has ``context`` and its API server answers within ``timeout``."""
+    try:
+        from kubernetes import client, config
+
+        api = config.new_client_from_config(context=context)
+        client.VersionApi(api).get_code(_request_timeout=timeout)
+        return True
+    except Exception:
+        return False
+
+
+def diagnose(nas: str, pod: dict[str, Any], last_lines: Callable[[str], str]) -> str | None:
+    """Why a NAS pod is not ready, as one line with the likely fix; None if nothing is wrong.
+
+    ``pod`` is the pod as JSON; ``last_lines(container)`` returns a container's last log lines.
+    """
+    status = pod.get("status", {})
+    if status.get("reason") == "Evicted":
+        return (f"{nas} was evicted ({status.get('message', '').strip()}): the export outgrew "
+                f"storage.sizeLimit; raise it for {nas} in your values (files synced to Windows "
+                f"are safe) and run `invoke deploy`")
+    for state in [*status.get("initContainerStatuses", []), *status.get("containerStatuses", [])]:
+        waiting = state.get("state", {}).get("waiting") or {}
+        reason = waiting.get("reason", "")
+        if reason in ("ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"):
+            return (f"{nas}: image {state.get('image')} cannot be pulled ({reason}): run `invoke setup "
+                    f"--engine minikube`, which builds it inside minikube")
+        if reason == "CrashLoopBackOff":
+            tail = " | ".join(last_lines(state["name"]).strip().splitlines()[-3:])
+            return f"{nas}: container {state['name']} keeps crashing; its last lines: {tail}"
+        if reason in ("CreateContainerConfigError", "CreateContainerError"):
+            return f"{nas}: container {state['name']} cannot start: {waiting.get('message', reason)}"
+    for condition in status.get("conditions", []):
+        if condition.get("type") == "PodScheduled" and condition.get("status") == "False":
+            return f"{nas} cannot be scheduled: {condition.get('message')}; give minikube more memory/CPUs"
+    return None
+
+
+# -- the engine --------------------------------------------------------------------------------
+
+class MinikubeEngine(Engine):
+    """NAS servers in a minikube profile; the Windows root is mounted at the node root (9p)."""
+
+    name = "minikube"
+
+    def __init__(self, values: dict[str, Any], runner: Runner):
+        super().__init__(values, runner)
+        self.context = values["minikube"]["profile"]
+        self.namespace = values["namespace"]
+        self._clients: dict[str, Any] = {}
+
+    # setup ----------------------------------------------------------------------------------
+
+    def setup(self, progress: Progress) -> None:
+        problems = preflight(self.values, runner=self.run)
+        if self.run.dry_run:
+            for line in problems:
+                print(f"# preflight: {line}")
+        elif problems:
+            raise EngineError("\n".join(problems))
+        changed = False
+        if self._profile_running():
+            progress(f"minikube profile {self.context} is running")
+        else:
+            self.run(start_command(self.values), capture=False)
+            changed = True
+        root = self.values["windowsRoot"]
+        for nas in self.servers():
+            folder = Path(share_folder(root, nas["name"]))
+            existed = (folder / ".filesim-share").exists()
+            prepare_share(folder, nas, self.run.dry_run, progress)
+            changed |= not existed
+        if self._image_present():
+            progress(f"image {self._image_ref()} is present in minikube")
+        else:
+            self.run(image_build_command(self.values), capture=False)
+            changed = True
+        if not changed and not self.run.dry_run:
+            progress("nothing to do: minikube is running, the folders and the image exist")
+
+    def _profile_running(self) -> bool:
+        if self.run.dry_run and shutil.which("minikube") is None:
+            return False
+        result = self.run(["minikube", "status", "-p", self.context, "-o", "json"], check=False,
+                          reads_only=True)
+        try:
+            return json.loads(result.stdout).get("APIServer") == "Running"
+        except (ValueError, AttributeError):
+            return False
+
+    def _image_ref(self) -> str:
+        img = self.values["image"]
+        return f"{img['repository']}:{img['tag']}"
+
+    def _image_present(self) -> bool:
+        if self.run.dry_run and shutil.which("minikube") is None:
+            return False
+        result = self.run(["minikube", "-p", self.context, "image", "ls"], check=False,
+                          reads_only=True)
+        return self._image_ref() in result.stdout
+
+    # API access -----------------------------------------------------------------------------
+
+    def _api(self, kind: str) -> Any:
+        """A client of the profile's context: ``core``, ``apps`` or ``dynamic``."""
+        if kind not in self._clients:
+            from kubernetes import client, config
+            from kubernetes.dynamic import DynamicClient
+
+            try:
+                api = config.new_client_from_config(context=self.context)
+            except Exception as exc:
+                raise self._explain(exc) from None
+            self._clients = {"core": client.CoreV1Api(api), "apps": client.AppsV1Api(api),
+                             "dynamic": (lambda: DynamicClient(api)), "raw": api}
+        value = self._clients[kind]
+        if kind == "dynamic" and callable(value):
+            try:
+                value = self._clients["dynamic"] = value()
+            except Exception as exc:
+                raise self._explain(exc) from None
+        return value
+
+    def _explain(self, exc: BaseException) -> EngineError:
+        return explain(exc, context=self.context, namespace=self.namespace)
+
+    def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except EngineError:
+            raise
+        except Exception as exc:
+            raise self._explain(exc) from None
+
+    # deploy ---------------------------------------------------------------------------------
+
+    def apply(self, progress: Progress) -> None:
+        dynamic = self._api("dynamic")
+        applied: set[tuple[str, str]] = set()
+        for manifest in manifests(self.values, Target.KUBERNETES):
+            for obj in manifest.objects:
+                meta = obj["metadata"]
+                resource = self._call(dynamic.resources.get, api_version=obj["apiVersion"],
+                                      kind=obj["kind"])
+                self._call(dynamic.server_side_apply, resource, body=obj, name=meta["name"],
+                           namespace=meta.get("namespace"), field_manager=FIELD_MANAGER,
+                           force_conflicts=True)
+                applied.add((obj["kind"], meta["name"]))
+            progress(f"applied {manifest.filename}")
+        self._prune(applied, progress)
+
+    def _prune(self, keep: set[tuple[str, str]], progress: Progress) -> None:
+        """Delete filesim's objects that the values no longer describe (removed NAS servers)."""
+        dynamic = self._api("dynamic")
+        for api_version, kind in PRUNABLE:
+            resource = self._call(dynamic.resources.get, api_version=api_version, kind=kind)
+            namespace = None if kind == "PersistentVolume" else self.namespace
+            found = self._call(dynamic.get, resource, namespace=namespace, label_selector=PART_OF)
+            for item in found.items:
+                if (kind, item.metadata.name) not in keep and (
+                        kind != "PersistentVolume" or item.metadata.name.startswith(f"{self.namespace}-")):
+                    self._call(dynamic.delete, resource, name=item.metadata.name, namespace=namespace)
+                    progress(f"pruned {kind} {item.metadata.name}")
+
+    def _pods(self) -> dict[str, dict[str, Any]]:
+        core, raw = self._api("core"), self._api("raw")
+        pods = self._call(core.list_namespaced_pod, self.namespace,
+                          label_selector="app.kubernetes.io/component=nas")
+        found: dict[str, dict[str, Any]] = {}
+        for pod in pods.items:
+            data = raw.sanitize_for_serialization(pod)
+            nas = data["metadata"]["labels"].get("app.kubernetes.io/instance")
+            if nas and not data["metadata"].get("deletionTimestamp"):
+                found[nas] = data
+        return found
+
+    def wait_ready(self, timeout: float, progress: Progress) -> None:
+        deadline = time.monotonic() + timeout
+        last = ""
+        while True:
+            states = self.status()
+            waiting = [s for s in states if not s.ready]
+            line = f"{len(states) - len(waiting)}/{len(states)} ready" + "".join(
+                f"; {s.name}: {s.problem}" for s in waiting[:3])
+            if line != last:
+                progress(line)
+                last = line
+            if not waiting:
+                return
+            fatal = [s for s in waiting if s.problem and ("cannot" in s.problem or "evicted" in s.problem
+                                                          or "crashing" in s.problem)]
+            if fatal:
+                raise EngineError(fatal[0].problem)
+            if time.monotonic() > deadline:
+                raise EngineError(f"{waiting[0].name} not ready after {timeout:.0f}s "
+                                  f"({waiting[0].problem}); see `invoke logs {waiting[0].name}`")
+            time.sleep(1)
+
+    # observe --------------------------------------------------------------------------------
+
+    def status(self) -> list[NasStatus]:
+        pods = self._pods()
+        result = []
+        for nas in self.servers():
+            item = NasStatus(name=nas["name"], role=nas["role"], mode=nas["sync"]["mode"],
+                             endpoint=f"nfs://{nas['service']['clusterIP']}:{nas['nfs']['port']}{EXPORT_DIR}")
+            pod = pods.get(nas["name"])
+            if pod is None:
+                item.problem = "not deployed"
+            else:
+                conditions = {c["type"]: c["status"] for c in pod["status"].get("conditions", [])}
+                item.running = pod["status"].get("phase") == "Running"
+                item.ready = conditions.get("Ready") == "True"
+                item.problem = diagnose(nas["name"], pod, lambda c, p=pod: self._tail(p, c))
+                if item.running:
+                    out = self._exec(pod["metadata"]["name"], "sync", ["cat", f"{STATE_DIR}/{STATUS_FILE}"])
+                    try:
+                        item.agent = json.loads(out.stdout)
+                    except ValueError:
+                        item.agent = {}
+                if not item.ready and item.problem is None:
+                    item.problem = f"pod {pod['status'].get('phase', 'Pending').lower()}, not ready yet"
+            result.append(item)
+        return result
+
+    def _tail(self, pod: dict[str, Any], container: str) -> str:
+        core = self._api("core")
+        try:
+            return core.read_namespaced_pod_log(pod["metadata"]["name"], self.namespace,
+                                                container=container, tail_lines=5, previous=True)
+        except Exception:
+            return "(no log)"
+
+    def _pod_name(self, nas: str) -> str:
+        self.server(nas)
+        pod = self._pods().get(nas)
+        if pod is None:
+            raise EngineError(f"{nas} has no running pod: `invoke status --engine minikube`, "
+                              f"then `invoke deploy --engine minikube`")
+        return pod["metadata"]["name"]
+
+    def logs(self, nas: str, container: str, follow: bool) -> None:
+        core = self._api("core")
+        response = self._call(core.read_namespaced_pod_log, self._pod_name(nas), self.namespace,
+                              container=CONTAINERS[container], follow=follow, _preload_content=False)
+        for chunk in response.stream():
+            sys.stdout.write(chunk.decode(errors="replace"))
+            sys.stdout.flush()
+
+    def _exec(self, pod: str, container: str, argv: list[str], stdin: str | None = None
+              ) -> subprocess.CompletedProcess[str]:
+        from kubernetes.stream import stream
+
+        core = self._api("core")
+        resp = self._call(stream, core.connect_get_namespaced_pod_exec, pod, self.namespace,
+                          container=CONTAINERS[container], command=argv, stdin=stdin is not None,
+                          stdout=True, stderr=True, tty=False, _preload_content=False)
+        if stdin is not None:
+            resp.write_stdin(stdin)
+            resp.close_channel(0)  # end of stdin
+        resp.run_forever(timeout=60)
+        out, err = resp.read_stdout() or "", resp.read_stderr() or ""
+        code = resp.returncode if resp.returncode is not None else 1
+        resp.close()
+        return subprocess.CompletedProcess(argv, code, out, err)
+
+    def exec(self, nas: str, container: str, argv: list[str]) -> subprocess.CompletedProcess[str]:
+        return self._exec(self._pod_name(nas), container, argv)
+
+    def paths(self, nas: str) -> SharePaths:
+        self.server(nas)
+        return SharePaths(windows=share_folder(self.values["windowsRoot"], nas),
+                          node=f"{self.values['nodeRoot'].rstrip('/')}/{nas}", container=WINDOWS_DIR)
+
+    def windows_folder(self, nas: str) -> Path:
+        root = self.values["windowsRoot"]
+        if is_windows_path(root) and os.name != "nt":
+            raise EngineError(f"the Windows folder {share_folder(root, nas)} is on the Windows machine: "
+                              f"run this task from PowerShell there")
+        return Path(share_folder(root, nas))
+
+    # NFS client: libnfs inside the NAS pod, over the pod's loopback ----------------------------
+
+    def _url(self, nas: str, name: str) -> str:
+        return f"nfs://127.0.0.1{EXPORT_DIR}/{name}?version=4&nfsport={self.server(nas)['nfs']['port']}"
+
+    def nfs_write(self, nas: str, name: str, data: bytes) -> None:
+        scratch = "/run/ganesha/.filesim-check"
+        script = (f"base64 -d > {scratch} && nfs-cp {scratch} '{self._url(nas, name)}'; "
+                  f"s=$?; rm -f {scratch}; exit $s")
+        result = self._exec(self._pod_name(nas), "nfs", ["sh", "-c", script],
+                            stdin=base64.b64encode(data).decode())
+        if result.returncode != 0:
+            raise EngineError(f"NFS write to {nas} failed: {(result.stderr or result.stdout).strip()}")
+
+    def nfs_read(self, nas: str, name: str) -> bytes | None:
+        scratch = "/run/ganesha/.filesim-read"
+        script = (f"nfs-cp '{self._url(nas, name)}' {scratch} >/dev/null && base64 {scratch}; "
+                  f"s=$?; rm -f {scratch}; exit $s")
+        result = self._exec(self._pod_name(nas), "nfs", ["sh", "-c", script])
+        return base64.b64decode(result.stdout) if result.returncode == 0 else None
+
+    def nfs_remove(self, nas: str, name: str) -> None:
+        self._exec(self._pod_name(nas), "nfs", ["nfs-rm", self._url(nas, name)])
+
+    # teardown -------------------------------------------------------------------------------
+
+    def destroy(self, progress: Progress) -> None:
+        self._prune(set(), progress)

@@ -1,0 +1,237 @@
+"""The minikube engine without a cluster: commands, preflight, paths, error translation.
+
+No Kubernetes cluster or minikube can run on our machines. Where minikube/kubectl must answer,
+tiny scripts on PATH stand in for them (they print what the real tools print); where the
+Kubernetes API must answer, a fake dynamic client records the calls. Each test says which.
+Everything else is real: the invoke tasks run as processes, against real kubeconfig files.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from kubernetes.client.rest import ApiException
+from kubernetes.config.config_exception import ConfigException
+
+from filesim import PROJECT_ROOT, values
+from filesim.engines import minikube
+from filesim.engines.minikube import MinikubeEngine, diagnose, explain, preflight
+from filesim.run import Runner
+
+INVOKE = str(Path(sys.executable).with_name("invoke"))
+
+
+def invoke(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    import os
+
+    return subprocess.run([INVOKE, *args], capture_output=True, text=True, cwd=PROJECT_ROOT,
+                          env={**os.environ, **(env or {})}, timeout=120)
+
+
+def fake_tool(folder: Path, name: str, answers: dict[str, str]) -> None:
+    """A stand-in for minikube/kubectl (they cannot run here): prints, for the first pattern that
+    matches its arguments, what the real tool prints."""
+    cases = "".join(f"  *'{pattern}'*) printf '%s\\n' '{output}' ;;\n"
+                    for pattern, output in answers.items())
+    script = folder / name
+    script.write_text(f'#!/bin/sh\ncase "$*" in\n{cases}esac\n')
+    script.chmod(0o755)
+
+
+KUBECTL_1_34 = {"version": json.dumps({"clientVersion": {"major": "1", "minor": "34"}})}
+
+
+@pytest.fixture
+def fake_bin(tmp_path, monkeypatch):
+    """A PATH holding only the stand-ins a test creates."""
+    folder = tmp_path / "bin"
+    folder.mkdir()
+    monkeypatch.setenv("PATH", str(folder))
+    return folder
+
+
+def local_values(tmp_path, **minikube_settings):
+    sets = [f"windowsRoot={tmp_path / 'share'}", "minikube.driver=docker"]
+    sets += [f"minikube.{k}={v}" for k, v in minikube_settings.items()]
+    return values.load([], sets)
+
+
+def test_setup_dry_run_prints_the_windows_command_sequence():
+    result = invoke("setup", "--engine", "minikube", "--dry-run")
+    assert result.returncode == 0, result.stderr
+    commands = [line for line in result.stdout.splitlines() if not line.startswith("# preflight")]
+    assert commands[0] == ("minikube start -p filesim --driver=hyperv --memory=6144 --cpus=4 "
+                           "--kubernetes-version=v1.33.0 --mount "
+                           "'--mount-string=C:\\simulator-data:/mnt/simulator-data'")
+    assert commands[1:8] == [f"# create C:\\simulator-data\\{nas} with .filesim-share and README.txt, "
+                             "if missing" for nas in ("nas-input-1", "nas-input-2", "nas-input-3",
+                                                      "nas-backup", "nas-output-1", "nas-output-2",
+                                                      "nas-output-3")]
+    assert commands[8] == ("minikube -p filesim image build -t localhost/filesim-nas:0.1.0 "
+                           "-f images/nas/Containerfile .")
+    assert len(commands) == 9
+
+
+def test_preflight_names_each_problem_and_its_fix(tmp_path, fake_bin):
+    # minikube and kubectl stand-ins (scripts printing the real tools' output)
+    fake_tool(fake_bin, "minikube", {"version": "v1.30.1"})
+    fake_tool(fake_bin, "kubectl", {"version": json.dumps({"clientVersion": {"major": "1", "minor": "27+"}})})
+    resolved = values.load([], ["minikube.kubernetesVersion=v1.28.3", "minikube.memory=2048"])
+
+    problems = preflight(resolved, on_windows=False)
+
+    assert problems == [
+        "minikube v1.30.1 is too old: filesim needs v1.33 or newer; upgrade minikube",
+        "kubectl 1.27 is too old: use v1.29 or newer",
+        "minikube.kubernetesVersion v1.28.3 is too old: the sync agent is a native sidecar "
+        "(Kubernetes v1.29+); set it to v1.33.0",
+        "minikube.driver hyperv needs Windows: on this machine set minikube.driver to docker, kvm2 or qemu2",
+        f"minikube.memory 2048 MiB is too small for 7 NAS servers: set minikube.memory to at least "
+        f"{minikube.memory_needed(resolved)}",
+        f"windowsRoot C:\\simulator-data is a Windows path but this machine is not Windows: set "
+        f"windowsRoot to a local folder, e.g. {Path.home() / 'simulator-data'}",
+    ]
+
+
+def test_preflight_missing_tools(tmp_path, fake_bin):
+    problems = preflight(local_values(tmp_path), on_windows=False)
+    assert [p.split(":")[0] for p in problems] == ["minikube is not installed", "kubectl is not installed"]
+    assert "winget install Kubernetes.minikube" in problems[0]
+
+
+def test_preflight_passes_on_a_good_machine(tmp_path, fake_bin):
+    fake_tool(fake_bin, "minikube", {"version": "v1.37.0"})
+    fake_tool(fake_bin, "kubectl", KUBECTL_1_34)
+    assert preflight(local_values(tmp_path), on_windows=False) == []
+
+
+def test_setup_is_idempotent_and_says_so(tmp_path, fake_bin, capsys):
+    # stand-ins: a running profile with the image already built in it
+    fake_tool(fake_bin, "minikube", {"version": "v1.37.0",
+                                     "status": json.dumps({"APIServer": "Running"}),
+                                     "image ls": "localhost/filesim-nas:0.1.0"})
+    fake_tool(fake_bin, "kubectl", KUBECTL_1_34)
+    resolved = local_values(tmp_path)
+    messages = []
+    MinikubeEngine(resolved, Runner()).setup(messages.append)  # first run creates the folders
+    assert (tmp_path / "share" / "nas-backup" / ".filesim-share").exists()
+    messages.clear()
+    MinikubeEngine(resolved, Runner()).setup(messages.append)
+    assert messages[-1] == "nothing to do: minikube is running, the folders and the image exist"
+
+
+def test_paths_keep_the_windows_flavour():
+    engine = MinikubeEngine(values.load([]), Runner())
+    paths = engine.paths("nas-backup")
+    assert (paths.windows, paths.node, paths.container) == (
+        "C:\\simulator-data\\nas-backup", "/mnt/simulator-data/nas-backup", "/mnt/windows")
+    assert minikube.share_folder("/home/me/data", "nas-1") == "/home/me/data/nas-1"
+
+
+@pytest.mark.parametrize("task", [["status"], ["deploy"], ["destroy"], ["logs", "nas-backup"]])
+def test_tasks_without_a_kube_context_fail_with_one_line(tmp_path, task):
+    empty = tmp_path / "kubeconfig"
+    empty.write_text("")
+    result = invoke(*task, "--engine", "minikube", env={"KUBECONFIG": str(empty)})
+    assert result.returncode == 1
+    assert result.stderr.strip().count("\n") == 0
+    assert "no kube context 'filesim'" in result.stderr and "invoke setup --engine minikube" in result.stderr
+
+
+def test_tasks_with_an_unreachable_cluster_fail_with_one_line(tmp_path):
+    config = tmp_path / "kubeconfig"
+    config.write_text(json.dumps({
+        "apiVersion": "v1", "kind": "Config", "current-context": "filesim",
+        "clusters": [{"name": "filesim", "cluster": {"server": "https://127.0.0.1:9"}}],
+        "contexts": [{"name": "filesim", "context": {"cluster": "filesim", "user": "filesim"}}],
+        "users": [{"name": "filesim", "user": {"token": "x"}}],
+    }))
+    result = invoke("status", "--engine", "minikube", env={"KUBECONFIG": str(config)})
+    assert result.returncode == 1
+    assert result.stderr.strip().count("\n") == 0
+    assert "cannot reach the cluster of context 'filesim'" in result.stderr
+    assert "minikube start -p filesim" in result.stderr
+
+
+def test_explain_turns_api_failures_into_one_line():
+    forbidden = ApiException(status=403, reason="Forbidden")
+    forbidden.body = json.dumps({"message": 'deployments.apps is forbidden: User "dev" cannot create'})
+    assert str(explain(forbidden, context="filesim", namespace="filesim")).startswith(
+        'permission denied by RBAC (deployments.apps is forbidden: User "dev" cannot create)')
+    assert "minikube update-context -p filesim" in str(
+        explain(ApiException(status=401, reason="Unauthorized"), context="filesim", namespace="x"))
+    assert "invoke setup --engine minikube" in str(
+        explain(ConfigException("no context"), context="filesim", namespace="x"))
+    assert "is minikube running" in str(
+        explain(ConnectionRefusedError("Connection refused"), context="filesim", namespace="x"))
+
+
+def pod(**status):
+    return {"metadata": {"name": "nas-backup-abc"}, "status": status}
+
+
+def waiting(name, reason, message="", image="localhost/filesim-nas:0.1.0"):
+    return {"name": name, "image": image, "state": {"waiting": {"reason": reason, "message": message}}}
+
+
+def test_diagnose_pod_problems():
+    # pods as the API returns them (JSON), since no cluster can produce them here
+    def no_logs(container):
+        return ""
+
+    evicted = pod(reason="Evicted",
+                  message="Usage of EmptyDir volume nas-backup-export exceeds the limit 500Mi.")
+    assert "outgrew storage.sizeLimit" in diagnose("nas-backup", evicted, no_logs)
+    pull = pod(containerStatuses=[waiting("nfs", "ImagePullBackOff")])
+    assert diagnose("nas-backup", pull, no_logs) == (
+        "nas-backup: image localhost/filesim-nas:0.1.0 cannot be pulled (ImagePullBackOff): run "
+        "`invoke setup --engine minikube`, which builds it inside minikube")
+    crash = pod(initContainerStatuses=[waiting("sync", "CrashLoopBackOff")])
+    line = diagnose("nas-backup", crash, lambda c: "a\nb\nfilesim-sync: /mnt/windows/.filesim-share is missing")
+    assert line == ("nas-backup: container sync keeps crashing; its last lines: a | b | "
+                    "filesim-sync: /mnt/windows/.filesim-share is missing")
+    pending = pod(conditions=[{"type": "PodScheduled", "status": "False",
+                               "message": "0/1 nodes: Insufficient memory"}])
+    assert "Insufficient memory" in diagnose("nas-backup", pending, no_logs)
+    assert diagnose("nas-backup", pod(phase="Running", conditions=[{"type": "Ready", "status": "True"}]),
+                    no_logs) is None
+
+
+class FakeDynamic:
+    """Stands in for kubernetes.dynamic.DynamicClient (no API server can run here)."""
+
+    def __init__(self, existing):
+        self.applied, self.deleted, self.existing = [], [], existing
+        self.resources = SimpleNamespace(get=lambda api_version, kind: kind)
+
+    def server_side_apply(self, resource, body, name, namespace, field_manager, force_conflicts):
+        self.applied.append((resource, name, namespace, field_manager, force_conflicts))
+
+    def get(self, resource, namespace, label_selector):
+        items = [SimpleNamespace(metadata=SimpleNamespace(name=n))
+                 for k, n in self.existing if k == resource]
+        return SimpleNamespace(items=items)
+
+    def delete(self, resource, name, namespace):
+        self.deleted.append((resource, name))
+
+
+def test_apply_is_server_side_with_field_manager_filesim_and_prunes_removed_nas():
+    engine = MinikubeEngine(values.load([], ["nasServers[6].enabled=false"]), Runner())
+    fake = FakeDynamic(existing=[("Deployment", "nas-output-3"), ("Deployment", "nas-backup"),
+                                 ("PersistentVolume", "filesim-nas-output-3"),
+                                 ("PersistentVolume", "other-team-volume")])
+    engine._clients = {"dynamic": fake}
+    engine.apply(lambda message: None)
+    kinds = {kind for kind, *_ in fake.applied}
+    assert {"Namespace", "ConfigMap", "Deployment", "Service", "PersistentVolume",
+            "PersistentVolumeClaim"} <= kinds
+    assert all(manager == "filesim" and force for *_, manager, force in fake.applied)
+    assert ("Deployment", "nas-output-3", "filesim", "filesim", True) not in fake.applied
+    assert fake.deleted == [("Deployment", "nas-output-3"),
+                            ("PersistentVolume", "filesim-nas-output-3")]
