@@ -192,7 +192,8 @@ def test_diagnose_pod_problems():
         "nas-backup: image localhost/filesim-nas:0.1.0 cannot be pulled (ImagePullBackOff): run "
         "`invoke setup --engine minikube`, which builds it inside minikube")
     crash = pod(initContainerStatuses=[waiting("sync", "CrashLoopBackOff")])
-    line = diagnose("nas-backup", crash, lambda c: "a\nb\nfilesim-sync: /mnt/windows/.filesim-share is missing")
+    last = "a\nb\nfilesim-sync: /mnt/windows/.filesim-share is missing"
+    line = diagnose("nas-backup", crash, lambda container: last)
     assert line == ("nas-backup: container sync keeps crashing; its last lines: a | b | "
                     "filesim-sync: /mnt/windows/.filesim-share is missing")
     pending = pod(conditions=[{"type": "PodScheduled", "status": "False",
