@@ -1,4 +1,4 @@
-"""End to end on the local engine: real pods, real NFS (libnfs), real Windows-side folders."""
+"""The engine contract: real pods, real NFS (libnfs), real Windows-side folders, on every engine."""
 
 from __future__ import annotations
 
@@ -19,10 +19,10 @@ NAS_SERVERS = ["nas-input-1", "nas-input-2", "nas-input-3", "nas-backup",
                "nas-output-1", "nas-output-2", "nas-output-3"]
 
 
-def invoke(data_root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def invoke(engine, data_root: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([str(Path(sys.executable).with_name("invoke")), *args,
-                           "--data-root", str(data_root)], capture_output=True, text=True,
-                          cwd=PROJECT_ROOT, timeout=300)
+                           "--engine", engine.name, "--data-root", str(data_root)],
+                          capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=300)
 
 
 def wait_for(condition, timeout=30.0):
@@ -36,7 +36,7 @@ def wait_for(condition, timeout=30.0):
 
 @pytest.mark.parametrize("nas", NAS_SERVERS)
 def test_check_sync(engine, data_root, nas):
-    result = invoke(data_root, "check-sync", nas, "--json")
+    result = invoke(engine, data_root, "check-sync", nas, "--json")
     report = json.loads(result.stdout)
     assert result.returncode == 0, result.stdout + result.stderr
     assert report["nas"] == nas and report["ok"] is True
@@ -47,7 +47,7 @@ def test_check_sync(engine, data_root, nas):
 
 
 def test_status_reports_every_nas_ready(engine, data_root):
-    result = invoke(data_root, "status", "--json")
+    result = invoke(engine, data_root, "status", "--json")
     assert result.returncode == 0, result.stderr
     states = json.loads(result.stdout)
     assert [s["name"] for s in states] == NAS_SERVERS
@@ -88,13 +88,13 @@ def test_input_nas_export_refuses_writes(engine):
 
 
 def test_logs_and_probe(engine, data_root):
-    logs = invoke(data_root, "logs", "nas-backup")
+    logs = invoke(engine, data_root, "logs", "nas-backup")
     assert logs.returncode == 0
     events = [json.loads(line)["event"] for line in logs.stdout.splitlines() if line.startswith("{")]
     assert "start" in events and "pass" in events
-    probe = invoke(data_root, "probe-windows", "nas-output-3")
+    probe = invoke(engine, data_root, "probe-windows", "nas-output-3")
     assert probe.returncode == 0, probe.stderr
-    assert str(data_root / "nas-output-3") in probe.stdout and "live" in probe.stdout
+    assert engine.paths("nas-output-3").windows in probe.stdout and "live" in probe.stdout
 
 
 def test_files_written_over_nfs_survive_destroy_and_deploy(engine):
