@@ -18,7 +18,8 @@ TEMP_PREFIX = ".filesim-tmp."
 #: Files that `invoke probe-windows` writes to prove the share is live; never synced.
 PROBE_PREFIX = ".filesim-probe."
 CHUNK = 1 << 20
-DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+# getattr: the toolkit imports this module on Windows too (the agent itself runs on Linux).
+DIR_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0)
 
 
 class Sig(NamedTuple):
