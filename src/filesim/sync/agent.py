@@ -115,12 +115,19 @@ class Agent:
         """On stop: copy what is pending within the flush budget (a sidecar is killed soon after)."""
         deadline = time.monotonic() + FLUSH_BUDGET
         self.reconciler.settle = 0.0
-        dirty = self._drain()
-        pending = dirty | {p for _, p in self.reconciler.unsettled}
-        if pending and time.monotonic() < deadline:
+        pending = self._drain() | {p for _, p in self.reconciler.unsettled}
+        if pending:
             self.sync_paths(pending)
-        self.log.info("stopped", extra={"flushed": len(pending),
-                                        "unsettled": len(self.reconciler.unsettled)})
+        if time.monotonic() < deadline:
+            # The export goes away with the pod: catch what events may have missed (local, cheap).
+            try:
+                missed = self.nfs.poll(self.state.sigs[NFS])
+                pending = missed.changed.keys() | missed.deleted
+            except SideUnavailable:
+                pending = set()
+            if pending:
+                self.sync_paths(pending)
+        self.log.info("stopped", extra={"unsettled": len(self.reconciler.unsettled)})
 
     # -- passes ------------------------------------------------------------------------------
 

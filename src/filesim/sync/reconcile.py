@@ -139,23 +139,18 @@ class Reconciler:
         """
         agreed = self.state.sigs
         self._check_racy(windows)
-        paths = set(windows.changed) | set(windows.deleted)
+        paths = windows.changed.keys() | windows.deleted
         if nfs is not None:
-            paths |= set(nfs.changed) | set(nfs.deleted)
+            paths |= nfs.changed.keys() | nfs.deleted
 
-        def side(poll: Poll, side_name: str, path: str) -> Sig | None:
+        def current(poll: Poll, side: str, path: str) -> Sig | None:
             if path in poll.changed:
                 return poll.changed[path]
-            return None if path in poll.deleted else agreed[side_name].get(path)
+            return None if path in poll.deleted else agreed[side].get(path)
 
-        deleted_windows = set(windows.deleted)
-        result = []
-        for path in paths:
-            w = windows.changed.get(path) or (
-                None if path in deleted_windows else agreed[WINDOWS].get(path))
-            n = side(nfs, NFS, path) if nfs is not None else self.trees[NFS].stat(path)
-            result.append(Observed(path, n, w))
-        return result
+        nfs_tree = self.trees[NFS]
+        return [Observed(path, current(nfs, NFS, path) if nfs is not None else nfs_tree.stat(path),
+                         current(windows, WINDOWS, path)) for path in paths]
 
     def _check_racy(self, windows: Poll) -> None:
         """Mark racy entries whose Windows content no longer matches as changed."""

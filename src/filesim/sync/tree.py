@@ -40,7 +40,7 @@ class Poll(NamedTuple):
     """What changed on one side against the agreed signatures."""
 
     changed: dict[str, Sig]
-    deleted: list[str]
+    deleted: set[str]
     total: int
 
 
@@ -109,7 +109,6 @@ class Tree:
         """
         changed: dict[str, Sig] = {}
         matched = total = 0
-        seen_all: set[str] | None = None
         get, stat_at = agreed.get, os.stat
         gc_was_enabled = gc.isenabled()
         gc.disable()
@@ -140,11 +139,11 @@ class Tree:
         finally:
             if gc_was_enabled:
                 gc.enable()
-        deleted: list[str] = []
+        deleted: set[str] = set()
         if matched + sum(1 for p in changed if p in agreed) < len(agreed):
             seen_all = {f"{d}/{n}" if d else n for d, names, _ in self._directories("")
                         for n in names}
-            deleted = [p for p in agreed if p not in seen_all]
+            deleted = agreed.keys() - seen_all
         return Poll(changed, deleted, total)
 
     def _directories(self, rel: str) -> Iterator[tuple[str, list[str], int]]:
