@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import abc
 import subprocess
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -100,9 +101,40 @@ class Engine(abc.ABC):
     def apply(self, progress: Progress) -> None:
         """Create or replace every NAS of the values; remove NAS servers no longer in them."""
 
-    @abc.abstractmethod
+    #: Seconds between status checks while waiting for ready.
+    poll_seconds: ClassVar[float] = 0.5
+
     def wait_ready(self, timeout: float, progress: Progress) -> None:
-        """Wait until every NAS serves NFS and its agent is healthy; EngineError on timeout."""
+        """Wait until every NAS serves NFS and its agent is healthy; EngineError on timeout.
+
+        Progress is reported whenever it changes; a problem that waiting cannot fix (see
+        ``hopeless``) ends the wait at once.
+        """
+        deadline = time.monotonic() + timeout
+        last = ""
+        while True:
+            states = self.status()
+            waiting = [s for s in states if not s.ready]
+            line = f"{len(states) - len(waiting)}/{len(states)} ready" + "".join(
+                f"; {s.name}: {s.problem}" for s in waiting[:3])
+            if line != last:
+                progress(line)
+                last = line
+            if not waiting:
+                return
+            stuck = next((s for s in waiting if self.hopeless(s)), None)
+            if stuck is not None:
+                raise EngineError(str(stuck.problem))
+            if time.monotonic() > deadline:
+                first = waiting[0]
+                raise EngineError(f"{first.name} not ready after {timeout:.0f}s ({first.problem}); "
+                                  f"see `invoke logs {first.name}` and `invoke logs {first.name} "
+                                  f"--container nfs`")
+            time.sleep(self.poll_seconds)
+
+    def hopeless(self, state: NasStatus) -> bool:
+        """Whether a NAS's problem will not go away by waiting."""
+        return False
 
     @abc.abstractmethod
     def status(self) -> list[NasStatus]:

@@ -14,7 +14,6 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
@@ -224,6 +223,11 @@ class MinikubeEngine(Engine):
     """NAS servers in a minikube profile; the Windows root is mounted at the node root (9p)."""
 
     name = "minikube"
+    poll_seconds = 1.0
+
+    def hopeless(self, state: NasStatus) -> bool:
+        """Image pulls, crash loops, evictions and scheduling failures do not heal by waiting."""
+        return any(word in (state.problem or "") for word in ("cannot", "evicted", "crashing"))
 
     def __init__(self, values: dict[str, Any], runner: Runner):
         super().__init__(values, runner)
@@ -355,28 +359,6 @@ class MinikubeEngine(Engine):
             if nas and not data["metadata"].get("deletionTimestamp"):
                 found[nas] = data
         return found
-
-    def wait_ready(self, timeout: float, progress: Progress) -> None:
-        deadline = time.monotonic() + timeout
-        last = ""
-        while True:
-            states = self.status()
-            waiting = [s for s in states if not s.ready]
-            line = f"{len(states) - len(waiting)}/{len(states)} ready" + "".join(
-                f"; {s.name}: {s.problem}" for s in waiting[:3])
-            if line != last:
-                progress(line)
-                last = line
-            if not waiting:
-                return
-            fatal = [s for s in waiting if s.problem and ("cannot" in s.problem or "evicted" in s.problem
-                                                          or "crashing" in s.problem)]
-            if fatal:
-                raise EngineError(fatal[0].problem)
-            if time.monotonic() > deadline:
-                raise EngineError(f"{waiting[0].name} not ready after {timeout:.0f}s "
-                                  f"({waiting[0].problem}); see `invoke logs {waiting[0].name}`")
-            time.sleep(1)
 
     # observe --------------------------------------------------------------------------------
 

@@ -7,7 +7,6 @@ import shutil
 import socket
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +49,7 @@ class PodmanEngine(Engine):
     """Runs each NAS as a podman pod sharing the host network, NFS on 127.0.0.1:<podman.port>."""
 
     name = "podman"
+    poll_seconds = 0.25
 
     def __init__(self, values: dict[str, Any], runner: Runner, data_root: Path):
         super().__init__(values, podman_runner(runner))
@@ -89,26 +89,6 @@ class PodmanEngine(Engine):
         for path in files:
             progress(f"starting {path.name.removesuffix('.k8s.yaml')}")
             self.run(["podman", "kube", "play", "--network", "host", path])
-
-    def wait_ready(self, timeout: float, progress: Progress) -> None:
-        deadline = time.monotonic() + timeout
-        last = ""
-        while True:
-            states = self.status()
-            waiting = [s for s in states if not s.ready]
-            line = (f"{len(states) - len(waiting)}/{len(states)} ready"
-                    + "".join(f"; {s.name}: {s.problem}" for s in waiting[:3]))
-            if line != last:
-                progress(line)
-                last = line
-            if not waiting:
-                return
-            if time.monotonic() > deadline:
-                hint = waiting[0]
-                raise EngineError(f"{hint.name} not ready after {timeout:.0f}s ({hint.problem}); "
-                                  f"see `invoke logs {hint.name}` and `invoke logs {hint.name} "
-                                  f"--container nfs`")
-            time.sleep(0.25)
 
     # -- observing ---------------------------------------------------------------------------
 

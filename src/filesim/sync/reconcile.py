@@ -234,7 +234,9 @@ class Reconciler:
         for side, change, sig in ((NFS, n, obs.nfs), (WINDOWS, w, obs.windows)):
             if change is Change.CHANGED and not self._settled(side, obs.path, sig):
                 return None
-        return getattr(self, f"_decide_{self.mode.replace('-', '_')}")(obs, entry, n, w)
+        decide = {"bidirectional": self._decide_bidirectional, "to-nfs": self._decide_to_nfs,
+                  "to-windows": self._decide_to_windows}[self.mode]
+        return decide(obs, entry, n, w)
 
     def _forget_unsettled(self, path: str) -> None:
         self.unsettled.pop((NFS, path), None)
