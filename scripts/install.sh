@@ -18,9 +18,12 @@ check_root() {
 }
 
 install_packages() {
-  log "installing Debian packages: ${APT_PACKAGES[*]}"
+  local packages=("${APT_PACKAGES[@]}")
+  # cdk8s runs on Node.js; keep a Node the machine already has (e.g. from NodeSource).
+  command -v node >/dev/null || packages+=(nodejs)
+  log "installing Debian packages: ${packages[*]}"
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${APT_PACKAGES[@]}"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${packages[@]}"
 }
 
 install_python_env() {

@@ -133,14 +133,34 @@ def test_paths_keep_the_windows_flavour():
     assert minikube.share_folder("/home/me/data", "nas-1") == "/home/me/data/nas-1"
 
 
-@pytest.mark.parametrize("task", [["status"], ["deploy"], ["destroy"], ["logs", "nas-backup"]])
+@pytest.mark.parametrize("task", [["status"], ["deploy"], ["destroy"], ["logs", "nas-backup"],
+                                  ["check-sync", "nas-backup"], ["probe-windows", "nas-backup"]])
 def test_tasks_without_a_kube_context_fail_with_one_line(tmp_path, task):
     empty = tmp_path / "kubeconfig"
     empty.write_text("")
-    result = invoke(*task, "--engine", "minikube", env={"KUBECONFIG": str(empty)})
+    (tmp_path / "share" / "nas-backup").mkdir(parents=True)
+    (tmp_path / "share" / "nas-backup" / ".filesim-share").write_text("")
+    result = invoke(*task, "--engine", "minikube", "--set", f"windowsRoot={tmp_path / 'share'}",
+                    env={"KUBECONFIG": str(empty)})
     assert result.returncode == 1
     assert result.stderr.strip().count("\n") == 0
     assert "no kube context 'filesim'" in result.stderr and "invoke setup --engine minikube" in result.stderr
+
+
+def test_setup_on_a_machine_without_minikube_lists_each_problem(tmp_path):
+    result = invoke("setup", "--engine", "minikube", env={"PATH": str(Path(sys.executable).parent)})
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert lines[0].startswith("minikube is not installed: install it")
+    assert lines[1].startswith("kubectl is not installed: install it")
+    assert all(": " in line for line in lines)
+
+
+def test_check_sync_from_linux_names_where_to_run_it():
+    result = invoke("check-sync", "nas-backup", "--engine", "minikube")
+    assert result.returncode == 1
+    assert result.stderr.strip() == ("the Windows folder C:\\simulator-data\\nas-backup is on the Windows "
+                                     "machine: run this task from PowerShell there")
 
 
 def test_tasks_with_an_unreachable_cluster_fail_with_one_line(tmp_path):

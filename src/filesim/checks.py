@@ -7,12 +7,19 @@ import uuid
 from typing import Any
 
 from filesim.engines import Engine, EngineError
-from filesim.sync.tree import PROBE_PREFIX
+from filesim.sync.tree import MARKER, PROBE_PREFIX
 
 SYNCED = {
     "nfs_to_windows": ("bidirectional", "to-windows"),
     "windows_to_nfs": ("bidirectional", "to-nfs"),
 }
+
+
+def _share(engine: Engine, nas: str):
+    folder = engine.windows_folder(nas)
+    if not (folder / MARKER).is_file():
+        raise EngineError(f"{folder} is not a NAS folder (no {MARKER}): run `invoke setup` first")
+    return folder
 
 
 def check_sync(engine: Engine, nas: str, timeout: float = 30.0) -> dict[str, Any]:
@@ -22,7 +29,7 @@ def check_sync(engine: Engine, nas: str, timeout: float = 30.0) -> dict[str, Any
     NAS's mode does not sync is ``skipped``.
     """
     mode = engine.server(nas)["sync"]["mode"]
-    folder = engine.windows_folder(nas)
+    folder = _share(engine, nas)
     token = f"filesim-check-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
     directions: dict[str, dict[str, Any]] = {}
     created: list[str] = []
@@ -68,7 +75,7 @@ def probe_windows(engine: Engine, nas: str) -> dict[str, Any]:
     paths = engine.paths(nas)
     name = f"{PROBE_PREFIX}{uuid.uuid4().hex[:8]}"
     data = f"probe {name}"
-    probe = engine.windows_folder(nas) / name
+    probe = _share(engine, nas) / name
     probe.write_text(data)
     try:
         result = engine.exec(nas, "sync", ["cat", f"{paths.container}/{name}"])

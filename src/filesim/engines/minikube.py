@@ -27,7 +27,6 @@ from filesim.engines.base import (
     SharePaths,
     prepare_share,
 )
-from filesim.manifests import Target, manifests
 from filesim.manifests.props import EXPORT_DIR, STATE_DIR, WINDOWS_DIR
 from filesim.run import Runner
 from filesim.sync.agent import STATUS_FILE
@@ -321,6 +320,8 @@ class MinikubeEngine(Engine):
     # deploy ---------------------------------------------------------------------------------
 
     def apply(self, progress: Progress) -> None:
+        from filesim.manifests import Target, manifests  # cdk8s starts Node: only when deploying
+
         dynamic = self._api("dynamic")
         applied: set[tuple[str, str]] = set()
         for manifest in manifests(self.values, Target.KUBERNETES):

@@ -20,7 +20,6 @@ from filesim.engines.base import (
     SharePaths,
     prepare_share,
 )
-from filesim.manifests import Target, synth
 from filesim.manifests.props import EXPORT_DIR, WINDOWS_DIR
 from filesim.run import CommandError, Runner
 from filesim.sync.agent import STATUS_FILE, health
@@ -84,6 +83,8 @@ class PodmanEngine(Engine):
         if self.run(["podman", "image", "exists", self.image_ref], check=False,
                     reads_only=True).returncode != 0:
             raise EngineError(f"image {self.image_ref} is missing; run `invoke setup` first")
+        from filesim.manifests import Target, synth  # cdk8s starts Node: only when deploying
+
         self.destroy(progress)
         files = synth(self.values, Target.PODMAN, self.manifests_dir, node_root=str(self.data_root))
         for path in files:
