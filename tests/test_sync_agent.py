@@ -266,6 +266,7 @@ def test_partial_windows_write_never_appears_torn(share, nfs_dir, make_agent):
             time.sleep(0.1)
     wait_until(lambda: (nfs_dir / "slow.bin").exists()
                and (nfs_dir / "slow.bin").read_bytes() == full, timeout=10)
+    wait_until(lambda: seen, timeout=2)  # the watcher has looked at least once
     done.set()
     watcher.join()
     assert seen and all(content == full for content in seen)
