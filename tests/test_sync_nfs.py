@@ -15,7 +15,7 @@ from harness import tree_files, wait_until
 
 from filesim import values
 from filesim.engines.podman import podman_runner, usable
-from filesim.image import ensure
+from filesim.image import ensure, reference
 from filesim.manifests import ganesha
 from filesim.run import Runner
 
@@ -34,8 +34,7 @@ def podman():
 
 @pytest.fixture(scope="session")
 def nas_image(podman) -> str:
-    loaded = values.load([])
-    ref = f"{loaded['image']['repository']}:{loaded['image']['tag']}"
+    ref = reference(values.load([])["image"])
     ensure(podman, ref)
     return ref
 

@@ -40,9 +40,7 @@ class Runner:
     env: Mapping[str, str] = field(default_factory=dict)
 
     def __call__(self, argv: Sequence[str], *, check: bool = True, capture: bool = True,
-                 input: str | bytes | None = None, reads_only: bool = False,
-                 timeout: float | None = None, stdout: int | None = None
-                 ) -> subprocess.CompletedProcess[str]:
+                 reads_only: bool = False) -> subprocess.CompletedProcess[str]:
         """Run ``argv``; raise CommandError if it fails and ``check`` is set."""
         argv = [str(a) for a in argv]
         if self.dry_run and not reads_only:
@@ -50,19 +48,15 @@ class Runner:
             return subprocess.CompletedProcess(argv, 0, "", "")
         if self.echo:
             print(f"$ {shlex.join(argv)}", file=sys.stderr)
-        env = {**os.environ, **self.env}
-        text = not isinstance(input, bytes)
         try:
             result = subprocess.run(
-                argv, input=input, env=env, text=text, timeout=timeout,
-                stdout=stdout if stdout is not None else (subprocess.PIPE if capture else None),
+                argv, env={**os.environ, **self.env}, text=True,
+                stdout=subprocess.PIPE if capture else None,
                 stderr=subprocess.STDOUT if capture else None,
             )
         except FileNotFoundError:
             raise ToolMissing(f"{argv[0]} is not installed; run scripts/install.sh "
                               f"(or install it with your package manager)") from None
         if check and result.returncode != 0:
-            out = result.stdout if isinstance(result.stdout, str) else (result.stdout or b"").decode(
-                errors="replace")
-            raise CommandError(argv, result.returncode, out or "")
+            raise CommandError(argv, result.returncode, result.stdout or "")
         return result

@@ -17,17 +17,12 @@ from filesim.run import Runner
 DEFAULT_DATA_ROOT = PROJECT_ROOT / "simulator-data"
 
 
-def load_values(files: Sequence[str], sets: Sequence[str]) -> dict[str, Any]:
-    """Values from files and --set overrides (ValuesError lists every problem)."""
-    return values.load(files, sets)
-
-
 def synth(files: Sequence[str], sets: Sequence[str], target: str, out: str) -> str:
     """Write the manifests for ``target`` into ``out``; return the summary table."""
     from filesim.manifests import Target
     from filesim.manifests import synth as write
 
-    resolved = load_values(files, sets)
+    resolved = values.load(files, sets)
     kind = Target(target)
     written = write(resolved, kind, Path(out))
     table = summary(resolved, kind)
@@ -60,7 +55,7 @@ def engine(name: str | None, files: Sequence[str], sets: Sequence[str], data_roo
     from filesim.engines import select
 
     root = Path(data_root or os.environ.get("FILESIM_DATA_ROOT") or DEFAULT_DATA_ROOT)
-    return select(name, load_values(files, sets), Runner(dry_run=dry_run, echo=echo),
+    return select(name, values.load(files, sets), Runner(dry_run=dry_run, echo=echo),
                   data_root=root)
 
 

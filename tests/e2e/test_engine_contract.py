@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from harness import wait_until
 
 from filesim import PROJECT_ROOT
 from filesim.engines import EngineError
@@ -23,15 +24,6 @@ def invoke(engine, data_root: Path, *args: str) -> subprocess.CompletedProcess[s
     return subprocess.run([str(Path(sys.executable).with_name("invoke")), *args,
                            "--engine", engine.name, "--data-root", str(data_root)],
                           capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=300)
-
-
-def wait_for(condition, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.2)
-    return bool(condition())
 
 
 @pytest.mark.parametrize("nas", NAS_SERVERS)
@@ -56,7 +48,7 @@ def test_status_reports_every_nas_ready(engine, data_root):
 
 def test_a_file_written_on_one_nas_is_visible_on_no_other(engine):
     engine.nfs_write("nas-output-1", "isolated.txt", b"only on output-1\n")
-    assert wait_for(lambda: (engine.windows_folder("nas-output-1") / "isolated.txt").exists())
+    wait_until(lambda: (engine.windows_folder("nas-output-1") / "isolated.txt").exists(), 30)
     time.sleep(2.5)
     for other in NAS_SERVERS:
         if other != "nas-output-1":
@@ -68,15 +60,15 @@ def test_20_mb_written_over_nfs_arrives_intact(engine):
     data = os.urandom(20 * 1024 * 1024)
     engine.nfs_write("nas-backup", "big.bin", data)
     target = engine.windows_folder("nas-backup") / "big.bin"
-    assert wait_for(lambda: target.exists() and target.stat().st_size == len(data), 60)
+    wait_until(lambda: target.exists() and target.stat().st_size == len(data), 60)
     assert hashlib.md5(target.read_bytes()).hexdigest() == hashlib.md5(data).hexdigest()
 
 
 def test_tester_file_in_output_folder_survives_and_appears_over_nfs(engine):
     dropped = engine.windows_folder("nas-output-2") / "tester-dropped.txt"
     dropped.write_text("the tester's file\n")
-    assert wait_for(lambda: engine.nfs_read("nas-output-2", "tester-dropped.txt")
-                    == b"the tester's file\n")
+    wait_until(lambda: engine.nfs_read("nas-output-2", "tester-dropped.txt")
+               == b"the tester's file\n", 30)
     time.sleep(5)  # several sync passes: the research's rsync --delete removed it within one
     assert dropped.read_text() == "the tester's file\n"
 
@@ -99,7 +91,7 @@ def test_logs_and_probe(engine, data_root):
 
 def test_files_written_over_nfs_survive_destroy_and_deploy(engine):
     engine.nfs_write("nas-output-3", "keep-me.csv", b"a,b\n1,2\n")
-    assert wait_for(lambda: (engine.windows_folder("nas-output-3") / "keep-me.csv").exists())
+    wait_until(lambda: (engine.windows_folder("nas-output-3") / "keep-me.csv").exists(), 30)
     engine.nfs_write("nas-output-3", "written-at-the-last-moment.txt", b"flushed on stop\n")
 
     engine.destroy(print)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from filesim.errors import UserError
+from filesim.image import reference
 from filesim.run import Runner
 from filesim.sync.tree import MARKER
 from filesim.values import enabled_servers
@@ -29,13 +30,17 @@ SHARE_BACK = {
 }
 
 
-def prepare_share(folder: Path, nas: dict[str, Any], dry_run: bool, progress: Progress) -> None:
-    """Create a NAS's Windows-side folder with the share marker and a README, if missing."""
+def prepare_share(folder: Path, nas: dict[str, Any], dry_run: bool, progress: Progress) -> bool:
+    """Create a NAS's Windows-side folder with the share marker and a README, if missing.
+
+    Returns whether the marker had to be created.
+    """
     if dry_run:
         print(f"# create {folder} with {MARKER} and README.txt, if missing")
-        return
+        return False
     folder.mkdir(parents=True, exist_ok=True)
-    if not (folder / MARKER).exists():
+    created = not (folder / MARKER).exists()
+    if created:
         (folder / MARKER).write_text("filesim share marker: this folder is a NAS's Windows side\n")
         progress(f"created {folder}")
     readme = folder / "README.txt"
@@ -43,6 +48,7 @@ def prepare_share(folder: Path, nas: dict[str, Any], dry_run: bool, progress: Pr
         mode = nas["sync"]["mode"]
         readme.write_text(SHARE_README.format(name=nas["name"], role=nas["role"], mode=mode,
                                               back=SHARE_BACK[mode]))
+    return created
 
 
 class EngineError(UserError):
@@ -69,6 +75,8 @@ class NasStatus:
     running: bool = False
     ready: bool = False
     problem: str | None = None
+    #: The problem will not go away by waiting (image pull, crash loop, eviction...).
+    stuck: bool = False
     agent: dict[str, Any] = field(default_factory=dict)
 
 
@@ -80,6 +88,11 @@ class Engine(abc.ABC):
     def __init__(self, values: dict[str, Any], runner: Runner):
         self.values = values
         self.run = runner
+
+    @property
+    def image_ref(self) -> str:
+        """``repository:tag`` of the NAS image."""
+        return reference(self.values["image"])
 
     def servers(self) -> list[dict[str, Any]]:
         """The enabled NAS servers."""
@@ -107,8 +120,8 @@ class Engine(abc.ABC):
     def wait_ready(self, timeout: float, progress: Progress) -> None:
         """Wait until every NAS serves NFS and its agent is healthy; EngineError on timeout.
 
-        Progress is reported whenever it changes; a problem that waiting cannot fix (see
-        ``hopeless``) ends the wait at once.
+        Progress is reported whenever it changes; a problem waiting cannot fix (``stuck``)
+        ends the wait at once.
         """
         deadline = time.monotonic() + timeout
         last = ""
@@ -122,7 +135,7 @@ class Engine(abc.ABC):
                 last = line
             if not waiting:
                 return
-            stuck = next((s for s in waiting if self.hopeless(s)), None)
+            stuck = next((s for s in waiting if s.stuck), None)
             if stuck is not None:
                 raise EngineError(str(stuck.problem))
             if time.monotonic() > deadline:
@@ -131,10 +144,6 @@ class Engine(abc.ABC):
                                   f"see `invoke logs {first.name}` and `invoke logs {first.name} "
                                   f"--container nfs`")
             time.sleep(self.poll_seconds)
-
-    def hopeless(self, state: NasStatus) -> bool:
-        """Whether a NAS's problem will not go away by waiting."""
-        return False
 
     @abc.abstractmethod
     def status(self) -> list[NasStatus]:

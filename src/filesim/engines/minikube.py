@@ -27,6 +27,7 @@ from filesim.engines.base import (
     SharePaths,
     prepare_share,
 )
+from filesim.image import reference
 from filesim.manifests.props import EXPORT_DIR, STATE_DIR, WINDOWS_DIR
 from filesim.run import Runner
 from filesim.sync.agent import STATUS_FILE
@@ -138,9 +139,8 @@ def start_command(values: dict[str, Any]) -> list[str]:
 
 def image_build_command(values: dict[str, Any]) -> list[str]:
     """Build the NAS image inside minikube from images/nas/Containerfile."""
-    img = values["image"]
     return ["minikube", "-p", values["minikube"]["profile"], "image", "build", "-t",
-            f"{img['repository']}:{img['tag']}", "-f", "images/nas/Containerfile", "."]
+            reference(values["image"]), "-f", "images/nas/Containerfile", "."]
 
 
 def explain(exc: BaseException, *, context: str, namespace: str) -> EngineError:
@@ -190,7 +190,7 @@ def context_reachable(context: str, timeout: float = 2.0) -> bool:
 
 
 def diagnose(nas: str, pod: dict[str, Any], last_lines: Callable[[str], str]) -> str | None:
-    """Why a NAS pod is not ready, as one line with the likely fix; None if nothing is wrong.
+    """Why a NAS pod cannot become ready by waiting, as one line with the likely fix; else None.
 
     ``pod`` is the pod as JSON; ``last_lines(container)`` returns a container's last log lines.
     """
@@ -224,10 +224,6 @@ class MinikubeEngine(Engine):
     name = "minikube"
     poll_seconds = 1.0
 
-    def hopeless(self, state: NasStatus) -> bool:
-        """Image pulls, crash loops, evictions and scheduling failures do not heal by waiting."""
-        return any(word in (state.problem or "") for word in ("cannot", "evicted", "crashing"))
-
     def __init__(self, values: dict[str, Any], runner: Runner):
         super().__init__(values, runner)
         self.context = values["minikube"]["profile"]
@@ -251,12 +247,10 @@ class MinikubeEngine(Engine):
             changed = True
         root = self.values["windowsRoot"]
         for nas in self.servers():
-            folder = Path(share_folder(root, nas["name"]))
-            existed = (folder / ".filesim-share").exists()
-            prepare_share(folder, nas, self.run.dry_run, progress)
-            changed |= not existed
+            changed |= prepare_share(Path(share_folder(root, nas["name"])), nas, self.run.dry_run,
+                                     progress)
         if self._image_present():
-            progress(f"image {self._image_ref()} is present in minikube")
+            progress(f"image {self.image_ref} is present in minikube")
         else:
             self.run(image_build_command(self.values), capture=False)
             changed = True
@@ -273,38 +267,30 @@ class MinikubeEngine(Engine):
         except (ValueError, AttributeError):
             return False
 
-    def _image_ref(self) -> str:
-        img = self.values["image"]
-        return f"{img['repository']}:{img['tag']}"
-
     def _image_present(self) -> bool:
         if self.run.dry_run and shutil.which("minikube") is None:
             return False
         result = self.run(["minikube", "-p", self.context, "image", "ls"], check=False,
                           reads_only=True)
-        return self._image_ref() in result.stdout
+        return self.image_ref in result.stdout
 
     # API access -----------------------------------------------------------------------------
 
     def _api(self, kind: str) -> Any:
-        """A client of the profile's context: ``core``, ``apps`` or ``dynamic``."""
+        """A client of the profile's context: ``core``, ``dynamic`` or ``raw`` (the ApiClient)."""
         if kind not in self._clients:
             from kubernetes import client, config
             from kubernetes.dynamic import DynamicClient
 
             try:
-                api = config.new_client_from_config(context=self.context)
+                raw = self._clients.get("raw") or config.new_client_from_config(context=self.context)
+                self._clients["raw"] = raw
+                # DynamicClient reads the API's discovery at once: built only when asked for.
+                self._clients[kind] = {"core": client.CoreV1Api, "dynamic": DynamicClient,
+                                       "raw": lambda api: api}[kind](raw)
             except Exception as exc:
                 raise self._explain(exc) from None
-            self._clients = {"core": client.CoreV1Api(api), "apps": client.AppsV1Api(api),
-                             "dynamic": (lambda: DynamicClient(api)), "raw": api}
-        value = self._clients[kind]
-        if kind == "dynamic" and callable(value):
-            try:
-                value = self._clients["dynamic"] = value()
-            except Exception as exc:
-                raise self._explain(exc) from None
-        return value
+        return self._clients[kind]
 
     def _explain(self, exc: BaseException) -> EngineError:
         return explain(exc, context=self.context, namespace=self.namespace)
@@ -377,6 +363,7 @@ class MinikubeEngine(Engine):
                 item.running = pod["status"].get("phase") == "Running"
                 item.ready = conditions.get("Ready") == "True"
                 item.problem = diagnose(nas["name"], pod, lambda c, p=pod: self._tail(p, c))
+                item.stuck = item.problem is not None
                 if item.running:
                     out = self._exec(pod["metadata"]["name"], "sync", ["cat", f"{STATE_DIR}/{STATUS_FILE}"])
                     try:

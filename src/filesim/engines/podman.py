@@ -20,16 +20,24 @@ from filesim.engines.base import (
     SharePaths,
     prepare_share,
 )
-from filesim.manifests.props import EXPORT_DIR, WINDOWS_DIR
+from filesim.manifests.props import (
+    EMPTY_DIRS,
+    EXPORT_DIR,
+    WINDOWS_DIR,
+    ganesha_config_name,
+    volume_name,
+)
 from filesim.run import CommandError, Runner
-from filesim.sync.agent import STATUS_FILE, health
+from filesim.sync.agent import health, read_status
 from filesim.sync.tree import MARKER
 
 CONTAINERS_CONF = Path(__file__).with_name("containers.conf")
 WORK_DIR = PROJECT_ROOT / ".filesim" / "podman"
 PART_OF = "app.kubernetes.io/part-of=filesim"
-TOOLS = {"podman": "podman", "runc": "runc", "catatonit": "catatonit",
-         "debootstrap": "debootstrap"}
+#: Programs the podman engine needs (each is also the Debian package's name).
+TOOLS = ("podman", "runc", "catatonit", "debootstrap")
+
+
 def podman_runner(runner: Runner) -> Runner:
     """``runner`` with podman pointed at filesim's containers.conf."""
     return Runner(dry_run=runner.dry_run, echo=runner.echo,
@@ -55,15 +63,10 @@ class PodmanEngine(Engine):
         self.data_root = data_root.resolve()
         self.manifests_dir = WORK_DIR / "manifests"
 
-    @property
-    def image_ref(self) -> str:
-        img = self.values["image"]
-        return f"{img['repository']}:{img['tag']}"
-
     # -- setup and deploy --------------------------------------------------------------------
 
     def setup(self, progress: Progress) -> None:
-        missing = [pkg for tool, pkg in TOOLS.items() if shutil.which(tool) is None]
+        missing = [tool for tool in TOOLS if shutil.which(tool) is None]
         if missing:
             raise EngineError(f"missing: {', '.join(missing)}; run scripts/install.sh "
                               f"(or apt-get install -y {' '.join(missing)})")
@@ -108,16 +111,12 @@ class PodmanEngine(Engine):
 
     def _agent_status(self, nas: str) -> tuple[dict[str, Any], str]:
         result = self.run(["podman", "volume", "inspect", "--format", "{{.Mountpoint}}",
-                           f"{nas}-state"], check=False, reads_only=True)
+                           volume_name(nas, "state")], check=False, reads_only=True)
         if result.returncode != 0:
             return {}, "no state volume"
-        state_dir = Path(result.stdout.strip())
-        ok, why = health(state_dir)
-        try:
-            status = json.loads((state_dir / STATUS_FILE).read_text())
-        except (OSError, ValueError):
-            status = {}
-        return status, ("" if ok else f"sync: {why}")
+        status = read_status(Path(result.stdout.strip()))
+        ok, why = health(status)
+        return status or {}, ("" if ok else f"sync: {why}")
 
     def status(self) -> list[NasStatus]:
         pods = self._pods()
@@ -217,7 +216,7 @@ class PodmanEngine(Engine):
 
 def _volume_names(nas: str) -> set[str]:
     """Volumes the podman target creates for one NAS (emptyDirs and the ganesha ConfigMap)."""
-    return {f"{nas}-{suffix}" for suffix in ("export", "state", "ganesha-run", "ganesha")}
+    return {volume_name(nas, suffix) for suffix in EMPTY_DIRS} | {ganesha_config_name(nas)}
 
 
 def _serves(port: int) -> bool:

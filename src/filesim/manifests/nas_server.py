@@ -20,6 +20,8 @@ from filesim.manifests.props import (
     WINDOWS_DIR,
     NasProps,
     Target,
+    ganesha_config_name,
+    volume_name,
 )
 
 
@@ -60,7 +62,7 @@ class NasServer(Construct):
         bind = "127.0.0.1" if props.target is Target.PODMAN else None
         self.config = k8s.KubeConfigMap(
             self, "ganesha-config",
-            metadata=k8s.ObjectMeta(**{**metadata, "name": f"{name}-ganesha"}),
+            metadata=k8s.ObjectMeta(**{**metadata, "name": ganesha_config_name(name)}),
             data={"ganesha.conf": ganesha.render(props.nas, port=props.nfs_port, bind_address=bind)},
         )
         self.deployment = k8s.KubeDeployment(
@@ -79,8 +81,7 @@ class NasServer(Construct):
         )
 
     def _volume(self, suffix: str) -> str:
-        # podman turns an emptyDir into a volume named exactly so: names must be unique per NAS.
-        return f"{self.nas}-{suffix}"
+        return volume_name(self.nas, suffix)
 
     def _pod_spec(self) -> k8s.PodSpec:
         props = self.props
@@ -120,7 +121,7 @@ class NasServer(Construct):
                 k8s.Volume(name=self._volume("ganesha-run"), empty_dir=k8s.EmptyDirVolumeSource(
                     size_limit=quantity("16Mi"))),
                 k8s.Volume(name=self._volume("ganesha-config"), config_map=k8s.ConfigMapVolumeSource(
-                    name=f"{self.nas}-ganesha")),
+                    name=ganesha_config_name(self.nas))),
                 *([k8s.Volume(name=self._volume("rpcbind-run"), empty_dir=k8s.EmptyDirVolumeSource(
                     size_limit=quantity("1Mi")))] if any(c.name == "rpcbind" for c in init) else []),
             ],

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from filesim.image import reference
 from filesim.manifests import ganesha
 
 #: Paths inside the NAS containers.
@@ -13,6 +14,20 @@ EXPORT_DIR = ganesha.EXPORT_PATH
 WINDOWS_DIR = "/mnt/windows"
 STATE_DIR = "/var/lib/filesim-sync"
 GANESHA_CONF_DIR = "/etc/ganesha"
+
+
+#: emptyDir volumes of a NAS pod (podman turns each into a volume of the same name).
+EMPTY_DIRS = ("export", "state", "ganesha-run", "rpcbind-run")
+
+
+def volume_name(nas: str, suffix: str) -> str:
+    """A NAS pod's volume name; podman shares volumes by name, so it carries the NAS name."""
+    return f"{nas}-{suffix}"
+
+
+def ganesha_config_name(nas: str) -> str:
+    """The ganesha ConfigMap of a NAS (podman names its volume after it)."""
+    return f"{nas}-ganesha"
 
 
 class Target(StrEnum):
@@ -63,8 +78,7 @@ class NasProps:
 
     def image_ref(self, override: dict[str, Any] | None = None) -> str:
         """``repository:tag`` of the image, with an optional per-container override."""
-        image = {**self.image, **(override or {})}
-        return f"{image['repository']}:{image['tag']}"
+        return reference({**self.image, **(override or {})})
 
     def sync_args(self, *, once: bool) -> list[str]:
         """The filesim-sync command line for the seed (``once``) or the sidecar."""

@@ -264,12 +264,18 @@ def write_json_atomically(path: Path, data: dict[str, Any]) -> None:
     os.replace(temp, path)
 
 
-def health(state_dir: Path) -> tuple[bool, str]:
-    """Whether the agent writing ``state_dir`` is alive and syncing, with the reason."""
+def read_status(state_dir: Path) -> dict[str, Any] | None:
+    """The agent's status.json, or None if there is none (yet)."""
     try:
-        status = json.loads((state_dir / STATUS_FILE).read_text())
-    except (OSError, ValueError) as exc:
-        return False, f"no status yet ({exc.__class__.__name__})"
+        return json.loads((state_dir / STATUS_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def health(status: dict[str, Any] | None) -> tuple[bool, str]:
+    """Whether the agent that wrote ``status`` is alive and syncing, with the reason."""
+    if status is None:
+        return False, "no status yet"
     age = time.time() - status["updated_at"]
     if status.get("stopped"):
         return False, "agent stopped"

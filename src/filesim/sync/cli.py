@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from filesim.sync.agent import Agent, Settings, health
+from filesim.sync.agent import Agent, Settings, health, read_status
 from filesim.sync.reconcile import MODES
 from filesim.sync.tree import MARKER
 
@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the agent; return the exit code."""
     args = parser().parse_args(argv)
     if args.health:
-        ok, why = health(args.state)
+        ok, why = health(read_status(args.state))
         print(why)
         return EXIT_OK if ok else EXIT_UNSETTLED
     missing = [f"--{k}" for k in ("nfs", "windows", "mode") if getattr(args, k) is None]
