@@ -64,7 +64,7 @@ def main() -> None:
         rows.append((f"deploy of {len(engine.servers())} NAS servers to all-ready",
                      f"{time.monotonic() - started:.1f} s", "≤ 20 s"))
         time.sleep(10)
-        rss = [pod_rss_mib(engine, nas["name"]) for nas in engine.servers()]
+        rss = [pod_rss_mib(engine, nas.name) for nas in engine.servers()]
         rows.append(("idle RSS per NAS pod (ganesha, agent, 2 tini, catatonit), max of 7",
                      f"{max(rss):.1f} MiB (min {min(rss):.1f})", "≤ 96 MiB"))
         results = [check_sync(engine, "nas-backup", 30) for _ in range(args.runs)]

@@ -15,7 +15,7 @@ from harness import tree_files, wait_until
 
 from filesim import values
 from filesim.engines.podman import podman_runner, usable
-from filesim.image import ensure, reference
+from filesim.image import ensure
 from filesim.manifests import ganesha
 from filesim.run import Runner
 
@@ -34,7 +34,7 @@ def podman():
 
 @pytest.fixture(scope="session")
 def nas_image(podman) -> str:
-    ref = reference(values.load([])["image"])
+    ref = values.load([]).image.reference
     ensure(podman, ref)
     return ref
 
@@ -49,7 +49,7 @@ def free_port() -> int:
 def nfs_server(podman, nas_image, nfs_dir, tmp_path):
     """ganesha exporting ``nfs_dir`` (as the NAS pod does) on a free 127.0.0.1 port."""
     port = free_port()
-    nas = values.load([])["nasServers"][3]  # nas-backup: rw, bidirectional
+    nas = values.load([]).nas_servers[3]  # nas-backup: rw, bidirectional
     conf = tmp_path / "ganesha.conf"
     conf.write_text(ganesha.render(nas, port=port, bind_address="127.0.0.1"))
     os.chmod(nfs_dir, 0o777)

@@ -20,9 +20,8 @@ def test_corpus_is_not_empty():
 
 @pytest.mark.parametrize("path", VALID, ids=lambda p: p.stem)
 def test_valid_values_load(path):
-    loaded = values.load([path])
-    assert loaded["nasServers"]
-    jsonschema.validate(loaded, values.schema())
+    assert values.load([path]).nas_servers
+    jsonschema.validate(values.load_dict([path]), values.schema())
 
 
 @pytest.mark.parametrize("path", INVALID, ids=lambda p: p.stem)
@@ -70,13 +69,13 @@ def test_schema_defaults_are_themselves_valid():
 
 
 def test_role_defaults_for_inputs():
-    nas = values.load()["nasServers"][0]
-    assert (nas["name"], nas["role"], nas["access"], nas["sync"]["mode"]) == (
+    nas = values.load().nas_servers[0]
+    assert (nas.name, nas.role, nas.access, nas.sync.mode) == (
         "nas-input-1", "input", "ro", "to-nfs")
 
 
 def test_default_topology_has_seven_nas_servers():
-    names = [n["name"] for n in values.enabled_servers(values.load())]
+    names = [n.name for n in values.load().servers]
     assert names == ["nas-input-1", "nas-input-2", "nas-input-3", "nas-backup",
                      "nas-output-1", "nas-output-2", "nas-output-3"]
 
@@ -87,15 +86,15 @@ def test_later_files_win_and_set_overrides_last(tmp_path):
     loaded = values.load([values.DEFAULT_VALUES, override],
                          ["nasServers[3].sync.interval=5", "nasServers[0].enabled=false",
                           "image.tag=dev"])
-    assert loaded["namespace"] == "team-a"
-    assert loaded["nasServers"][3]["sync"]["interval"] == 5
-    assert loaded["nasServers"][0]["enabled"] is False
-    assert loaded["image"]["tag"] == "dev"
+    assert loaded.namespace == "team-a"
+    assert loaded.nas_servers[3].sync.interval == 5
+    assert loaded.nas_servers[0].enabled is False
+    assert loaded.image.tag == "dev"
 
 
 def test_research_alias_sets_the_interval():
     loaded = values.load([CORPUS / "valid" / "research-shape.yaml"])
-    assert loaded["nasServers"][0]["sync"]["interval"] == 30
+    assert loaded.nas_servers[0].sync.interval == 30
 
 
 @pytest.mark.parametrize("assignment, message", [

@@ -28,7 +28,7 @@ def check_sync(engine: Engine, nas: str, timeout: float = 30.0) -> dict[str, Any
     Returns ``{"nas", "ok", "directions": {name: {"status", "seconds"}}}``; a direction the
     NAS's mode does not sync is ``skipped``.
     """
-    mode = engine.server(nas)["sync"]["mode"]
+    mode = engine.server(nas).sync.mode
     folder = _share(engine, nas)
     token = f"filesim-check-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
     directions: dict[str, dict[str, Any]] = {}

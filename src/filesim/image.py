@@ -14,9 +14,8 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from filesim import PROJECT_ROOT
 from filesim.run import CommandError, Runner
@@ -33,11 +32,6 @@ DEFAULT_MIRROR = "http://deb.debian.org/debian"
 #: What the image keeps of Debian's minbase that the NAS never uses.
 PRUNE = ("var/cache/apt", "var/lib/apt/lists", "usr/share/doc", "usr/share/man",
          "usr/share/locale", "usr/share/info")
-
-
-def reference(image: Mapping[str, Any]) -> str:
-    """``repository:tag`` of an ``image`` values entry."""
-    return f"{image['repository']}:{image['tag']}"
 
 
 def packages() -> list[str]:

@@ -12,6 +12,7 @@ from typing import Any
 
 from filesim import PROJECT_ROOT, values
 from filesim.engines.base import NasStatus
+from filesim.model import Values
 from filesim.run import Runner
 
 DEFAULT_DATA_ROOT = PROJECT_ROOT / "simulator-data"
@@ -29,16 +30,15 @@ def synth(files: Sequence[str], sets: Sequence[str], target: str, out: str) -> s
     return f"{table}\nwrote {len(written)} files to {out}/"
 
 
-def summary(resolved: dict[str, Any], target: Any) -> str:
+def summary(resolved: Values, target: Any) -> str:
     """NAS, role, mode, interval and endpoint of every enabled NAS, as a table."""
     rows = [("NAS", "ROLE", "MODE", "INTERVAL", "ENDPOINT")]
-    for nas in values.enabled_servers(resolved):
+    for nas in resolved.servers:
         if target == "podman":
-            endpoint = f"127.0.0.1:{nas['podman']['port']}/export"
+            endpoint = f"127.0.0.1:{nas.podman_port}/export"
         else:
-            endpoint = f"{nas['service']['clusterIP']}:{nas['nfs']['port']}/export"
-        rows.append((nas["name"], nas["role"], nas["sync"]["mode"], f"{nas['sync']['interval']}s",
-                     endpoint))
+            endpoint = f"{nas.service.cluster_ip}:{nas.nfs.port}/export"
+        rows.append((nas.name, nas.role, nas.sync.mode, f"{nas.sync.interval}s", endpoint))
     return table(rows)
 
 

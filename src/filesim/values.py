@@ -21,6 +21,7 @@ import yaml
 
 from filesim import PROJECT_ROOT
 from filesim.errors import UserError
+from filesim.model import Values, build
 
 SCHEMA_PATH = PROJECT_ROOT / "schemas" / "values.schema.json"
 DEFAULT_VALUES = PROJECT_ROOT / "values" / "default.yaml"
@@ -69,8 +70,16 @@ def validator() -> jsonschema.Draft202012Validator:
     return jsonschema.Draft202012Validator(schema())
 
 
-def load(files: Iterable[str | Path] = (), sets: Iterable[str] = ()) -> dict[str, Any]:
-    """Read, merge, default, validate and check values; raise ValuesError listing all problems."""
+def load(files: Iterable[str | Path] = (), sets: Iterable[str] = ()) -> Values:
+    """Read, merge, default, validate and check values into typed Values.
+
+    Raises ValuesError listing every problem found.
+    """
+    return build(load_dict(files, sets))
+
+
+def load_dict(files: Iterable[str | Path] = (), sets: Iterable[str] = ()) -> dict[str, Any]:
+    """Read, merge, default, validate and check values; the complete values dict."""
     files = [Path(f) for f in files] or [DEFAULT_VALUES]
     sets = list(sets)
     merged: dict[str, Any] = {}
@@ -365,8 +374,3 @@ def _quantities(nas: dict[str, Any], at: str) -> Iterable[tuple[str, Any]]:
         for kind, amounts in nas[owner]["resources"].items():
             for resource, quantity in amounts.items():
                 yield f"{at}.{owner}.resources.{kind}.{resource}", quantity
-
-
-def enabled_servers(values: dict[str, Any]) -> list[dict[str, Any]]:
-    """The NAS servers to deploy, in values order."""
-    return [nas for nas in values["nasServers"] if nas["enabled"]]

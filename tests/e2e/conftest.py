@@ -34,7 +34,7 @@ def _available(name: str) -> str | None:
     """None if the engine can run here, else why not."""
     if name == "podman":
         return None if usable(Runner()) else "podman is not usable: run scripts/install.sh"
-    profile = values.load([])["minikube"]["profile"]
+    profile = values.load([]).minikube.profile
     return None if context_reachable(profile) else f"no reachable kube context {profile!r}"
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
 
 from filesim.engines.base import Engine, EngineError, NasStatus, SharePaths
+from filesim.model import Values
 from filesim.run import Runner
 
 ENGINES = ("auto", "podman", "minikube")
@@ -14,7 +14,7 @@ ENGINES = ("auto", "podman", "minikube")
 __all__ = ["ENGINES", "Engine", "EngineError", "NasStatus", "SharePaths", "select"]
 
 
-def select(name: str | None, values: dict[str, Any], runner: Runner, *, data_root: Path) -> Engine:
+def select(name: str | None, values: Values, runner: Runner, *, data_root: Path) -> Engine:
     """The engine named by ``--engine``, else ``FILESIM_ENGINE``, else the first usable one."""
     from filesim.engines import minikube, podman
 
@@ -22,7 +22,7 @@ def select(name: str | None, values: dict[str, Any], runner: Runner, *, data_roo
     if chosen not in ENGINES:
         raise EngineError(f"unknown engine {chosen!r}; use one of: {', '.join(ENGINES)}")
     if chosen == "auto":
-        if minikube.context_reachable(values["minikube"]["profile"]):
+        if minikube.context_reachable(values.minikube.profile):
             chosen = "minikube"
         elif podman.usable(runner):
             chosen = "podman"

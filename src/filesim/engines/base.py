@@ -11,10 +11,9 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from filesim.errors import UserError
-from filesim.image import reference
+from filesim.model import Nas, Values
 from filesim.run import Runner
 from filesim.sync.tree import MARKER
-from filesim.values import enabled_servers
 
 Progress = Callable[[str], None]
 CONTAINERS = {"sync": "sync", "nfs": "nfs", "init": "seed"}
@@ -30,7 +29,7 @@ SHARE_BACK = {
 }
 
 
-def prepare_share(folder: Path, nas: dict[str, Any], dry_run: bool, progress: Progress) -> bool:
+def prepare_share(folder: Path, nas: Nas, dry_run: bool, progress: Progress) -> bool:
     """Create a NAS's Windows-side folder with the share marker and a README, if missing.
 
     Returns whether the marker had to be created.
@@ -45,8 +44,8 @@ def prepare_share(folder: Path, nas: dict[str, Any], dry_run: bool, progress: Pr
         progress(f"created {folder}")
     readme = folder / "README.txt"
     if not readme.exists():
-        mode = nas["sync"]["mode"]
-        readme.write_text(SHARE_README.format(name=nas["name"], role=nas["role"], mode=mode,
+        mode = nas.sync.mode
+        readme.write_text(SHARE_README.format(name=nas.name, role=nas.role, mode=mode,
                                               back=SHARE_BACK[mode]))
     return created
 
@@ -85,26 +84,26 @@ class Engine(abc.ABC):
 
     name: ClassVar[str]
 
-    def __init__(self, values: dict[str, Any], runner: Runner):
+    def __init__(self, values: Values, runner: Runner):
         self.values = values
         self.run = runner
 
     @property
     def image_ref(self) -> str:
         """``repository:tag`` of the NAS image."""
-        return reference(self.values["image"])
+        return self.values.image.reference
 
-    def servers(self) -> list[dict[str, Any]]:
+    def servers(self) -> tuple[Nas, ...]:
         """The enabled NAS servers."""
-        return enabled_servers(self.values)
+        return self.values.servers
 
-    def server(self, name: str) -> dict[str, Any]:
+    def server(self, name: str) -> Nas:
         """One enabled NAS by name; EngineError naming the choices otherwise."""
-        for nas in self.servers():
-            if nas["name"] == name:
-                return nas
-        names = ", ".join(n["name"] for n in self.servers())
-        raise EngineError(f"no enabled NAS named {name!r}; choose one of: {names}")
+        nas = self.values.server(name)
+        if nas is None:
+            names = ", ".join(n.name for n in self.servers())
+            raise EngineError(f"no enabled NAS named {name!r}; choose one of: {names}")
+        return nas
 
     @abc.abstractmethod
     def setup(self, progress: Progress) -> None:

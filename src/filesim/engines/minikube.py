@@ -27,8 +27,8 @@ from filesim.engines.base import (
     SharePaths,
     prepare_share,
 )
-from filesim.image import reference
 from filesim.manifests.props import EXPORT_DIR, STATE_DIR, WINDOWS_DIR
+from filesim.model import Values
 from filesim.run import Runner
 from filesim.sync.agent import STATUS_FILE
 
@@ -59,13 +59,12 @@ def version_tuple(text: str) -> tuple[int, ...]:
     return tuple(int(part) for part in re.findall(r"\d+", text)[:3])
 
 
-def memory_needed(values: dict[str, Any]) -> int:
+def memory_needed(values: Values) -> int:
     """MiB the node needs: every NAS pod's memory limits plus what Kubernetes keeps."""
     total = SYSTEM_MEMORY
-    for nas in values["nasServers"]:
-        if nas["enabled"]:
-            for owner in ("nfs", "sidecar"):
-                total += _mebibytes(nas[owner]["resources"].get("limits", {}).get("memory", "64Mi"))
+    for nas in values.servers:
+        for resources in (nas.nfs.resources, nas.sidecar_resources):
+            total += _mebibytes(resources.limits.get("memory", "64Mi"))
     return total
 
 
@@ -79,11 +78,11 @@ def _mebibytes(quantity: Any) -> int:
     return int(float(text) / 2**20)
 
 
-def preflight(values: dict[str, Any], *, which: Callable[[str], str | None] = shutil.which,
+def preflight(values: Values, *, which: Callable[[str], str | None] = shutil.which,
               runner: Runner | None = None, on_windows: bool = os.name == "nt") -> list[str]:
     """Every problem that would stop `minikube start`, one line each with its fix."""
     runner = runner or Runner()
-    mk = values["minikube"]
+    mk = values.minikube
     problems = []
     if which("minikube") is None:
         problems.append("minikube is not installed: install it (Windows: `winget install "
@@ -107,18 +106,18 @@ def preflight(values: dict[str, Any], *, which: Callable[[str], str | None] = sh
             found = (0, 0)
         if found < MIN_KUBERNETES:
             problems.append(f"kubectl {found[0]}.{found[1]} is too old: use v1.29 or newer")
-    if version_tuple(mk["kubernetesVersion"])[:2] < MIN_KUBERNETES:
-        problems.append(f"minikube.kubernetesVersion {mk['kubernetesVersion']} is too old: the sync "
+    if version_tuple(mk.kubernetes_version)[:2] < MIN_KUBERNETES:
+        problems.append(f"minikube.kubernetesVersion {mk.kubernetes_version} is too old: the sync "
                         f"agent is a native sidecar (Kubernetes v1.29+); set it to v1.33.0")
-    if mk["driver"] == "hyperv" and not on_windows:
+    if mk.driver == "hyperv" and not on_windows:
         problems.append("minikube.driver hyperv needs Windows: on this machine set minikube.driver "
                         "to docker, kvm2 or qemu2")
     needed = memory_needed(values)
-    if mk["memory"] < needed:
-        problems.append(f"minikube.memory {mk['memory']} MiB is too small for "
-                        f"{sum(n['enabled'] for n in values['nasServers'])} NAS servers: set "
+    if mk.memory < needed:
+        problems.append(f"minikube.memory {mk.memory} MiB is too small for "
+                        f"{len(values.servers)} NAS servers: set "
                         f"minikube.memory to at least {needed}")
-    root = values["windowsRoot"]
+    root = values.windows_root
     if is_windows_path(root) and not on_windows:
         problems.append(f"windowsRoot {root} is a Windows path but this machine is not Windows: set "
                         f"windowsRoot to a local folder, e.g. {Path.home() / 'simulator-data'}")
@@ -128,19 +127,19 @@ def preflight(values: dict[str, Any], *, which: Callable[[str], str | None] = sh
     return problems
 
 
-def start_command(values: dict[str, Any]) -> list[str]:
+def start_command(values: Values) -> list[str]:
     """`minikube start` for the profile, with the Windows root mounted at the node root."""
-    mk = values["minikube"]
-    return ["minikube", "start", "-p", mk["profile"], f"--driver={mk['driver']}",
-            f"--memory={mk['memory']}", f"--cpus={mk['cpus']}",
-            f"--kubernetes-version={mk['kubernetesVersion']}", "--mount",
-            f"--mount-string={values['windowsRoot']}:{values['nodeRoot']}"]
+    mk = values.minikube
+    return ["minikube", "start", "-p", mk.profile, f"--driver={mk.driver}",
+            f"--memory={mk.memory}", f"--cpus={mk.cpus}",
+            f"--kubernetes-version={mk.kubernetes_version}", "--mount",
+            f"--mount-string={values.windows_root}:{values.node_root}"]
 
 
-def image_build_command(values: dict[str, Any]) -> list[str]:
+def image_build_command(values: Values) -> list[str]:
     """Build the NAS image inside minikube from images/nas/Containerfile."""
-    return ["minikube", "-p", values["minikube"]["profile"], "image", "build", "-t",
-            reference(values["image"]), "-f", "images/nas/Containerfile", "."]
+    return ["minikube", "-p", values.minikube.profile, "image", "build", "-t",
+            values.image.reference, "-f", "images/nas/Containerfile", "."]
 
 
 def explain(exc: BaseException, *, context: str, namespace: str) -> EngineError:
@@ -224,10 +223,10 @@ class MinikubeEngine(Engine):
     name = "minikube"
     poll_seconds = 1.0
 
-    def __init__(self, values: dict[str, Any], runner: Runner):
+    def __init__(self, values: Values, runner: Runner):
         super().__init__(values, runner)
-        self.context = values["minikube"]["profile"]
-        self.namespace = values["namespace"]
+        self.context = values.minikube.profile
+        self.namespace = values.namespace
         self._clients: dict[str, Any] = {}
 
     # setup ----------------------------------------------------------------------------------
@@ -245,9 +244,9 @@ class MinikubeEngine(Engine):
         else:
             self.run(start_command(self.values), capture=False)
             changed = True
-        root = self.values["windowsRoot"]
+        root = self.values.windows_root
         for nas in self.servers():
-            changed |= prepare_share(Path(share_folder(root, nas["name"])), nas, self.run.dry_run,
+            changed |= prepare_share(Path(share_folder(root, nas.name)), nas, self.run.dry_run,
                                      progress)
         if self._image_present():
             progress(f"image {self.image_ref} is present in minikube")
@@ -353,16 +352,16 @@ class MinikubeEngine(Engine):
         pods = self._pods()
         result = []
         for nas in self.servers():
-            item = NasStatus(name=nas["name"], role=nas["role"], mode=nas["sync"]["mode"],
-                             endpoint=f"nfs://{nas['service']['clusterIP']}:{nas['nfs']['port']}{EXPORT_DIR}")
-            pod = pods.get(nas["name"])
+            item = NasStatus(name=nas.name, role=nas.role, mode=nas.sync.mode,
+                             endpoint=f"nfs://{nas.service.cluster_ip}:{nas.nfs.port}{EXPORT_DIR}")
+            pod = pods.get(nas.name)
             if pod is None:
                 item.problem = "not deployed"
             else:
                 conditions = {c["type"]: c["status"] for c in pod["status"].get("conditions", [])}
                 item.running = pod["status"].get("phase") == "Running"
                 item.ready = conditions.get("Ready") == "True"
-                item.problem = diagnose(nas["name"], pod, lambda c, p=pod: self._tail(p, c))
+                item.problem = diagnose(nas.name, pod, lambda c, p=pod: self._tail(p, c))
                 item.stuck = item.problem is not None
                 if item.running:
                     out = self._exec(pod["metadata"]["name"], "sync", ["cat", f"{STATE_DIR}/{STATUS_FILE}"])
@@ -421,11 +420,11 @@ class MinikubeEngine(Engine):
 
     def paths(self, nas: str) -> SharePaths:
         self.server(nas)
-        return SharePaths(windows=share_folder(self.values["windowsRoot"], nas),
-                          node=f"{self.values['nodeRoot'].rstrip('/')}/{nas}", container=WINDOWS_DIR)
+        return SharePaths(windows=share_folder(self.values.windows_root, nas),
+                          node=f"{self.values.node_root.rstrip('/')}/{nas}", container=WINDOWS_DIR)
 
     def windows_folder(self, nas: str) -> Path:
-        root = self.values["windowsRoot"]
+        root = self.values.windows_root
         if is_windows_path(root) and os.name != "nt":
             raise EngineError(f"the Windows folder {share_folder(root, nas)} is on the Windows machine: "
                               f"run this task from PowerShell there")
@@ -434,7 +433,7 @@ class MinikubeEngine(Engine):
     # NFS client: libnfs inside the NAS pod, over the pod's loopback ----------------------------
 
     def _url(self, nas: str, name: str) -> str:
-        return f"nfs://127.0.0.1{EXPORT_DIR}/{name}?version=4&nfsport={self.server(nas)['nfs']['port']}"
+        return f"nfs://127.0.0.1{EXPORT_DIR}/{name}?version=4&nfsport={self.server(nas).nfs.port}"
 
     def nfs_write(self, nas: str, name: str, data: bytes) -> None:
         scratch = "/run/ganesha/.filesim-check"

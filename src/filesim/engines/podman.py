@@ -27,6 +27,7 @@ from filesim.manifests.props import (
     ganesha_config_name,
     volume_name,
 )
+from filesim.model import Values
 from filesim.run import CommandError, Runner
 from filesim.sync.agent import health, read_status
 from filesim.sync.tree import MARKER
@@ -58,7 +59,7 @@ class PodmanEngine(Engine):
     name = "podman"
     poll_seconds = 0.25
 
-    def __init__(self, values: dict[str, Any], runner: Runner, data_root: Path):
+    def __init__(self, values: Values, runner: Runner, data_root: Path):
         super().__init__(values, podman_runner(runner))
         self.data_root = data_root.resolve()
         self.manifests_dir = WORK_DIR / "manifests"
@@ -73,15 +74,15 @@ class PodmanEngine(Engine):
         self.run(["podman", "info", "--format", "{{.Host.OCIRuntime.Name}}"], reads_only=True)
         image.ensure(self.run, self.image_ref, progress=progress)
         for nas in self.servers():
-            prepare_share(self.data_root / nas["name"], nas, self.run.dry_run, progress)
+            prepare_share(self.data_root / nas.name, nas, self.run.dry_run, progress)
 
     def apply(self, progress: Progress) -> None:
-        if any("3" in nas["nfs"]["versions"] for nas in self.servers()):
+        if any(nas.nfs.serves_v3 for nas in self.servers()):
             raise EngineError("NFSv3 needs rpcbind on port 111, which NAS pods sharing podman's host "
                               "network cannot each own; remove \"3\" from nfs.versions for podman")
         for nas in self.servers():
-            if not (self.data_root / nas["name"] / MARKER).exists():
-                raise EngineError(f"{self.data_root / nas['name']} has no {MARKER}; "
+            if not (self.data_root / nas.name / MARKER).exists():
+                raise EngineError(f"{self.data_root / nas.name} has no {MARKER}; "
                                   f"run `invoke setup --data-root {self.data_root}` first")
         if self.run(["podman", "image", "exists", self.image_ref], check=False,
                     reads_only=True).returncode != 0:
@@ -122,17 +123,17 @@ class PodmanEngine(Engine):
         pods = self._pods()
         found = []
         for nas in self.servers():
-            port = nas["podman"]["port"]
-            item = NasStatus(name=nas["name"], role=nas["role"], mode=nas["sync"]["mode"],
+            port = nas.podman_port
+            item = NasStatus(name=nas.name, role=nas.role, mode=nas.sync.mode,
                              endpoint=f"nfs://127.0.0.1:{port}{EXPORT_DIR}")
-            pod = pods.get(self.pod_name(nas["name"]))
+            pod = pods.get(self.pod_name(nas.name))
             if pod is None:
                 item.problem = "not deployed"
             else:
-                states = {c["Names"].removeprefix(self.pod_name(nas["name"]) + "-"): c["Status"]
+                states = {c["Names"].removeprefix(self.pod_name(nas.name) + "-"): c["Status"]
                           for c in pod.get("Containers", [])}
                 item.running = all(states.get(c) == "running" for c in ("sync", "nfs"))
-                item.agent, problem = self._agent_status(nas["name"])
+                item.agent, problem = self._agent_status(nas.name)
                 if not item.running:
                     problem = "containers: " + ", ".join(f"{k} {v}" for k, v in sorted(states.items()))
                 elif not _serves(port):
@@ -169,7 +170,7 @@ class PodmanEngine(Engine):
     # -- NFS client: libnfs in the NAS image, on the host network ----------------------------
 
     def _url(self, nas: str, name: str) -> str:
-        port = self.server(nas)["podman"]["port"]
+        port = self.server(nas).podman_port
         return f"nfs://127.0.0.1{EXPORT_DIR}/{name}?version=4&nfsport={port}"
 
     def _client(self, argv: list[str], *, volume: Path | None = None, check: bool = True
@@ -206,7 +207,7 @@ class PodmanEngine(Engine):
             # Graceful stop first: `kube down` kills at once and the agents could not flush.
             self.run(["podman", "pod", "stop", "--time", "15", *pods])
             self.run(["podman", "pod", "rm", "--force", *pods])
-        names = {nas["name"] for nas in self.servers()} | {p.removesuffix("-pod-0") for p in pods}
+        names = {nas.name for nas in self.servers()} | {p.removesuffix("-pod-0") for p in pods}
         volumes = self.run(["podman", "volume", "ls", "--format", "{{.Name}}"],
                            reads_only=True).stdout.split()
         ours = [v for v in volumes if any(v in _volume_names(n) for n in names)]

@@ -25,7 +25,7 @@ from filesim.manifests.discovery import Discovery
 from filesim.manifests.nas_network import NasEndpoint
 from filesim.manifests.nas_server import NasServer
 from filesim.manifests.props import NasProps, Target
-from filesim.values import enabled_servers
+from filesim.model import Values
 
 SHARED_CHART = "filesim"
 DISCOVERY_NAME = "filesim-nas-discovery"
@@ -45,39 +45,39 @@ class Manifest:
     objects: list[dict[str, Any]]
 
 
-def nas_props(values: dict[str, Any], target: Target, node_root: str | None = None) -> list[NasProps]:
+def nas_props(values: Values, target: Target, node_root: str | None = None) -> list[NasProps]:
     """Props of every enabled NAS for ``target``."""
     return [
-        NasProps(nas=nas, target=target, namespace=values["namespace"], image=values["image"],
-                 node_root=node_root or values["nodeRoot"])
-        for nas in enabled_servers(values)
+        NasProps(nas=nas, target=target, namespace=values.namespace, image=values.image,
+                 node_root=node_root or values.node_root)
+        for nas in values.servers
     ]
 
 
-def build_app(values: dict[str, Any], target: Target, node_root: str | None = None) -> cdk8s.App:
+def build_app(values: Values, target: Target, node_root: str | None = None) -> cdk8s.App:
     """A cdk8s App: one chart per NAS plus, for Kubernetes, one chart of shared objects."""
     app = cdk8s.App(yaml_output_type=cdk8s.YamlOutputType.FILE_PER_CHART)
     servers = nas_props(values, target, node_root)
-    if target is Target.KUBERNETES:
+    if target.traits.cluster_objects:
         shared = cdk8s.Chart(app, SHARED_CHART, disable_resource_name_hashes=True)
         k8s.KubeNamespace(shared, "namespace", metadata=k8s.ObjectMeta(
-            name=values["namespace"], labels={"app.kubernetes.io/part-of": "filesim"}))
-        Discovery(shared, DISCOVERY_NAME, namespace=values["namespace"], servers=servers)
+            name=values.namespace, labels={"app.kubernetes.io/part-of": "filesim"}))
+        Discovery(shared, DISCOVERY_NAME, namespace=values.namespace, servers=servers)
     for props in servers:
         chart = cdk8s.Chart(app, props.name, disable_resource_name_hashes=True)
         NasServer(chart, "server", props=props)
-        if target is Target.KUBERNETES:
+        if target.traits.cluster_objects:
             NasEndpoint(chart, "endpoint", props=props)
     return app
 
 
-def manifests(values: dict[str, Any], target: Target, node_root: str | None = None) -> list[Manifest]:
+def manifests(values: Values, target: Target, node_root: str | None = None) -> list[Manifest]:
     """The manifest files for ``target``, in a stable order."""
     app = build_app(values, target, node_root)
     return [Manifest(f"{chart.node.id}.k8s.yaml", cdk8s.Testing.synth(chart)) for chart in app.charts]
 
 
-def synth(values: dict[str, Any], target: Target, out: Path, node_root: str | None = None) -> list[Path]:
+def synth(values: Values, target: Target, out: Path, node_root: str | None = None) -> list[Path]:
     """Write the manifests into ``out`` atomically: on any error nothing is written or replaced."""
     out = out.resolve()
     if out.exists() and any(out.iterdir()) and not (out / OUT_MARKER).exists():

@@ -15,14 +15,14 @@ def endpoints(servers: Sequence[NasProps]) -> dict[str, dict[str, object]]:
     """Host, port, path and claim of every NAS, keyed by NAS name."""
     return {
         p.name: {
-            "host": p.nas["service"]["clusterIP"],
+            "host": p.nas.service.cluster_ip,
             "dns": f"{p.name}.{p.namespace}.svc.cluster.local",
-            "port": p.nas["nfs"]["port"],
+            "port": p.nas.nfs.port,
             "path": EXPORT_DIR,
             "pvc": p.name,
-            "role": p.nas["role"],
-            "access": p.nas["access"],
-            "nfsVersion": p.nas["nfs"]["versions"][0],
+            "role": p.nas.role,
+            "access": p.nas.access,
+            "nfsVersion": p.nas.nfs.preferred_version,
         }
         for p in servers
     }

@@ -5,17 +5,17 @@ from __future__ import annotations
 from cdk8s_plus_33 import k8s
 from constructs import Construct
 
-from filesim.manifests.nas_server import labels, nas_name, quantity, selector
+from filesim.manifests.common import labels, nas_name, quantity, selector
 from filesim.manifests.props import EXPORT_DIR, NasProps
 
 
 def mount_options(props: NasProps) -> list[str]:
     """Mount options the kubelet passes to mount.nfs for the preferred NFS version."""
-    nfs = props.nas["nfs"]
-    version = nfs["versions"][0]
-    options = [f"nfsvers={version}", f"port={nfs['port']}", "proto=tcp"]
+    nfs = props.nas.nfs
+    version = nfs.preferred_version
+    options = [f"nfsvers={version}", f"port={nfs.port}", "proto=tcp"]
     if version == "3":
-        options += [f"mountport={nfs['mountPort']}", "nolock"]
+        options += [f"mountport={nfs.mount_port}", "nolock"]
     return options
 
 
@@ -25,23 +25,22 @@ class NasEndpoint(Construct):
     def __init__(self, scope: Construct, id: str, *, props: NasProps):
         super().__init__(scope, id)
         name, nas = nas_name(self), props.nas
-        service, nfs = nas["service"], nas["nfs"]
-        ports = [k8s.ServicePort(name="nfs", port=nfs["port"], protocol="TCP",
+        service, nfs = nas.service, nas.nfs
+        ports = [k8s.ServicePort(name="nfs", port=nfs.port, protocol="TCP",
                                  target_port=k8s.IntOrString.from_string("nfs"),
-                                 node_port=service.get("nodePort"))]
-        if "3" in nfs["versions"]:
-            ports.append(k8s.ServicePort(name="mountd", port=nfs["mountPort"], protocol="TCP",
+                                 node_port=service.node_port)]
+        if nfs.serves_v3:
+            ports.append(k8s.ServicePort(name="mountd", port=nfs.mount_port, protocol="TCP",
                                          target_port=k8s.IntOrString.from_string("mountd")))
         self.service = k8s.KubeService(
             self, "service",
             metadata=k8s.ObjectMeta(name=name, namespace=props.namespace, labels=labels(props)),
-            spec=k8s.ServiceSpec(type=service["type"], cluster_ip=service["clusterIP"],
+            spec=k8s.ServiceSpec(type=service.type, cluster_ip=service.cluster_ip,
                                  selector=selector(props), ports=ports),
         )
-        read_only = nas["access"] == "ro"
-        access_modes = ["ReadOnlyMany"] if read_only else ["ReadWriteMany"]
+        access_modes = ["ReadOnlyMany"] if nas.read_only else ["ReadWriteMany"]
         volume_labels = {**labels(props), "filesim.dev/namespace": props.namespace}
-        size = quantity(str(nas["storage"]["sizeLimit"]))
+        size = quantity(nas.storage.size_limit)
         self.volume = k8s.KubePersistentVolume(
             self, "volume",
             metadata=k8s.ObjectMeta(name=f"{props.namespace}-{name}", labels=volume_labels),
@@ -51,8 +50,8 @@ class NasEndpoint(Construct):
                 persistent_volume_reclaim_policy="Retain",
                 storage_class_name="",
                 mount_options=mount_options(props),
-                nfs=k8s.NfsVolumeSource(server=service["clusterIP"], path=EXPORT_DIR,
-                                        read_only=read_only),
+                nfs=k8s.NfsVolumeSource(server=service.cluster_ip, path=EXPORT_DIR,
+                                        read_only=nas.read_only),
             ),
         )
         self.claim = k8s.KubePersistentVolumeClaim(

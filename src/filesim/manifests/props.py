@@ -1,13 +1,12 @@
-"""Typed inputs of the constructs, resolved once from values."""
+"""Typed inputs of the constructs, resolved once from values, and what each target differs in."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
 
-from filesim.image import reference
 from filesim.manifests import ganesha
+from filesim.model import Image, Nas
 
 #: Paths inside the NAS containers.
 EXPORT_DIR = ganesha.EXPORT_PATH
@@ -36,6 +35,46 @@ class Target(StrEnum):
     KUBERNETES = "kubernetes"
     PODMAN = "podman"
 
+    @property
+    def traits(self) -> TargetTraits:
+        """What this target differs in."""
+        return TRAITS[self]
+
+
+@dataclass(frozen=True)
+class TargetTraits:
+    """Everything the kubernetes and podman targets do differently (field-facts §4).
+
+    Attributes:
+        native_sidecars: the sync agent is an init container with ``restartPolicy: Always``
+            (podman blocks the pod on those: it runs as a regular container).
+        pod_restart_policy: podman 4.3 applies the pod's policy to init containers, and Always
+            blocks the pod there.
+        host_network: podman pods share the host network, each NAS on its own port.
+        bind_address: ganesha's listening address (podman: loopback only).
+        probes: podman turns probes into systemd timers, which need systemd.
+        namespaced: objects carry a namespace.
+        cluster_objects: Services, PersistentVolumes/Claims and the discovery ConfigMap.
+    """
+
+    native_sidecars: bool
+    pod_restart_policy: str
+    host_network: bool | None
+    bind_address: str | None
+    probes: bool
+    namespaced: bool
+    cluster_objects: bool
+
+
+TRAITS = {
+    Target.KUBERNETES: TargetTraits(native_sidecars=True, pod_restart_policy="Always",
+                                    host_network=None, bind_address=None, probes=True,
+                                    namespaced=True, cluster_objects=True),
+    Target.PODMAN: TargetTraits(native_sidecars=False, pod_restart_policy="OnFailure",
+                                host_network=True, bind_address="127.0.0.1", probes=False,
+                                namespaced=False, cluster_objects=False),
+}
+
 
 #: Linux capabilities each container needs, measured with --cap-drop ALL (docs/design.md).
 NFS_CAPABILITIES = ("DAC_READ_SEARCH", "FOWNER", "SETGID", "SETUID")
@@ -48,50 +87,51 @@ class NasProps:
     """Everything one NAS construct needs.
 
     Attributes:
-        nas: the NAS entry of the resolved values.
+        nas: the NAS of the values.
         target: the engine the manifests are for.
         namespace: namespace of the namespaced objects (kubernetes target).
-        image: ``{repository, tag, pullPolicy}`` of the NAS image.
+        image: the NAS image.
         node_root: host folder holding one sub-folder per NAS (the Windows share's mount point).
     """
 
-    nas: dict[str, Any]
+    nas: Nas
     target: Target
     namespace: str
-    image: dict[str, Any]
+    image: Image
     node_root: str
 
     @property
     def name(self) -> str:
         """The NAS name."""
-        return self.nas["name"]
+        return self.nas.name
+
+    @property
+    def traits(self) -> TargetTraits:
+        """What the target differs in."""
+        return self.target.traits
 
     @property
     def nfs_port(self) -> int:
         """The port ganesha listens on: one per NAS on podman's shared host network."""
-        return self.nas["podman"]["port"] if self.target is Target.PODMAN else self.nas["nfs"]["port"]
+        return self.nas.podman_port if self.traits.host_network else self.nas.nfs.port
 
     @property
     def share_path(self) -> str:
         """The NAS's folder on the node."""
         return f"{self.node_root.rstrip('/')}/{self.name}"
 
-    def image_ref(self, override: dict[str, Any] | None = None) -> str:
-        """``repository:tag`` of the image, with an optional per-container override."""
-        return reference({**self.image, **(override or {})})
-
     def sync_args(self, *, once: bool) -> list[str]:
         """The filesim-sync command line for the seed (``once``) or the sidecar."""
-        sync = self.nas["sync"]
+        sync = self.nas.sync
         args = [
             "filesim-sync",
             "--nfs", EXPORT_DIR,
             "--windows", WINDOWS_DIR,
             "--state", STATE_DIR,
-            "--mode", sync["mode"],
-            "--interval", _number(sync["interval"]),
-            "--settle", _number(sync["settle"]),
-            "--max-delete-fraction", _number(sync["maxDeleteFraction"]),
+            "--mode", sync.mode,
+            "--interval", _number(sync.interval),
+            "--settle", _number(sync.settle),
+            "--max-delete-fraction", _number(sync.max_delete_fraction),
             "--log-format", "json",
         ]
         return [*args, "--once"] if once else args

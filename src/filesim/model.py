@@ -1,0 +1,186 @@
+"""Typed values: built once from the validated values dict, read everywhere else.
+
+Every field mirrors a key of ``schemas/values.schema.json`` (the schema holds the defaults and
+the documentation of each key); nothing downstream reads the raw dict.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Image:
+    """A container image: ``repository:tag`` and when to pull it."""
+
+    repository: str
+    tag: str
+    pull_policy: str
+
+    @property
+    def reference(self) -> str:
+        """``repository:tag``."""
+        return f"{self.repository}:{self.tag}"
+
+    @classmethod
+    def parse(cls, raw: Mapping[str, Any], base: Image | None = None) -> Image:
+        """From an ``image`` values entry; keys it lacks come from ``base``."""
+        def get(key: str, attr: str) -> Any:
+            return raw[key] if key in raw else getattr(base, attr)
+
+        return cls(get("repository", "repository"), get("tag", "tag"), get("pullPolicy", "pull_policy"))
+
+
+@dataclass(frozen=True)
+class Resources:
+    """Kubernetes resource requests and limits of one container (quantities as text)."""
+
+    requests: Mapping[str, str]
+    limits: Mapping[str, str]
+
+    @classmethod
+    def parse(cls, raw: Mapping[str, Any]) -> Resources:
+        """From a ``resources`` values entry."""
+        return cls({k: str(v) for k, v in raw.get("requests", {}).items()},
+                   {k: str(v) for k, v in raw.get("limits", {}).items()})
+
+
+@dataclass(frozen=True)
+class SyncSettings:
+    """How the sync agent of one NAS runs (``sync.*``)."""
+
+    mode: str
+    interval: float
+    settle: float
+    max_delete_fraction: float
+
+
+@dataclass(frozen=True)
+class NfsSettings:
+    """What the NFS server of one NAS serves (``nfs.*``)."""
+
+    versions: tuple[str, ...]
+    port: int
+    mount_port: int
+    allowed_clients: tuple[str, ...]
+    resources: Resources
+
+    @property
+    def serves_v3(self) -> bool:
+        """NFSv3 needs rpcbind and the MOUNT protocol."""
+        return "3" in self.versions
+
+    @property
+    def preferred_version(self) -> str:
+        """The version PersistentVolumes mount (the first listed)."""
+        return self.versions[0]
+
+
+@dataclass(frozen=True)
+class ServiceSettings:
+    """The Kubernetes Service of one NAS."""
+
+    type: str
+    cluster_ip: str
+    node_port: int | None
+
+
+@dataclass(frozen=True)
+class Storage:
+    """Size limits of one NAS's volumes (Kubernetes quantities)."""
+
+    size_limit: str
+    state_size_limit: str
+
+
+@dataclass(frozen=True)
+class Nas:
+    """One simulated NAS server."""
+
+    name: str
+    enabled: bool
+    role: str
+    access: str
+    sync: SyncSettings
+    sidecar_enabled: bool
+    sidecar_image: Image
+    sidecar_resources: Resources
+    seed_resources: Resources
+    nfs: NfsSettings
+    service: ServiceSettings
+    podman_port: int
+    storage: Storage
+
+    @property
+    def read_only(self) -> bool:
+        """NFS clients may only read the export."""
+        return self.access == "ro"
+
+
+@dataclass(frozen=True)
+class Minikube:
+    """The minikube profile `invoke setup --engine minikube` creates."""
+
+    profile: str
+    driver: str
+    memory: int
+    cpus: int
+    kubernetes_version: str
+
+
+@dataclass(frozen=True)
+class Values:
+    """The whole topology."""
+
+    namespace: str
+    image: Image
+    windows_root: str
+    node_root: str
+    minikube: Minikube
+    nas_servers: tuple[Nas, ...]
+
+    @property
+    def servers(self) -> tuple[Nas, ...]:
+        """The NAS servers to deploy (enabled), in values order."""
+        return tuple(nas for nas in self.nas_servers if nas.enabled)
+
+    def server(self, name: str) -> Nas | None:
+        """The enabled NAS named ``name``, if any."""
+        return next((nas for nas in self.servers if nas.name == name), None)
+
+
+def build(raw: Mapping[str, Any]) -> Values:
+    """Typed values from a complete (defaulted), validated values dict."""
+    image = Image.parse(raw["image"])
+    mk = raw["minikube"]
+    return Values(
+        namespace=raw["namespace"],
+        image=image,
+        windows_root=raw["windowsRoot"],
+        node_root=raw["nodeRoot"],
+        minikube=Minikube(mk["profile"], mk["driver"], mk["memory"], mk["cpus"],
+                          mk["kubernetesVersion"]),
+        nas_servers=tuple(_nas(entry, image) for entry in raw["nasServers"]),
+    )
+
+
+def _nas(raw: Mapping[str, Any], image: Image) -> Nas:
+    sync, nfs, service, sidecar = raw["sync"], raw["nfs"], raw["service"], raw["sidecar"]
+    return Nas(
+        name=raw["name"],
+        enabled=raw["enabled"],
+        role=raw["role"],
+        access=raw["access"],
+        sync=SyncSettings(sync["mode"], sync["interval"], sync["settle"], sync["maxDeleteFraction"]),
+        sidecar_enabled=sidecar["enabled"],
+        sidecar_image=Image.parse(sidecar.get("image", {}), base=image),
+        sidecar_resources=Resources.parse(sidecar["resources"]),
+        seed_resources=Resources.parse(raw["seed"]["resources"]),
+        nfs=NfsSettings(tuple(nfs["versions"]), nfs["port"], nfs["mountPort"],
+                        tuple(nfs["allowedClients"]), Resources.parse(nfs["resources"])),
+        service=ServiceSettings(service["type"], service["clusterIP"], service.get("nodePort")),
+        podman_port=raw["podman"]["port"],
+        storage=Storage(str(raw["storage"]["sizeLimit"]), str(raw["storage"]["stateSizeLimit"])),
+    )
