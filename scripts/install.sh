@@ -6,6 +6,7 @@ set -euo pipefail
 readonly APT_PACKAGES=(
   python3 python3-venv python3-pip git ca-certificates
   podman runc catatonit debootstrap   # the podman engine and the registry-free image build
+  e2fsprogs                           # each export is an ext4 filesystem of its own (export-fs.sh)
   fuse3                               # the 9p-like share in the sync tests
   shellcheck                          # nox -s lint
 )

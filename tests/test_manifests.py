@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from filesim import PROJECT_ROOT, values
-from filesim.manifests import OUT_MARKER, SynthError, Target, manifests, synth
+from filesim.manifests import OUT_MARKER, SynthError, Target, ganesha, manifests, synth
 
 MINIMAL = Path(__file__).parent / "values" / "valid" / "minimal.yaml"
 EVERYTHING = Path(__file__).parent / "values" / "valid" / "everything.yaml"
@@ -61,7 +61,9 @@ def test_policy_rules_the_schemas_do_not_enforce(target):
         assert spec["restartPolicy"] in ("Always", "OnFailure", "Never")
         for volume in spec["volumes"]:
             if "hostPath" in volume:
-                assert volume["hostPath"]["type"] == "DirectoryOrCreate"
+                # The engine prepares the export filesystems: never create them on the node's disk.
+                prepared = volume["hostPath"]["path"].startswith("/var/lib/filesim/")
+                assert volume["hostPath"]["type"] == ("Directory" if prepared else "DirectoryOrCreate")
         for container in all_containers(spec):
             sc = container["securityContext"]
             assert sc["privileged"] is False and sc["allowPrivilegeEscalation"] is False
@@ -193,3 +195,42 @@ def test_invoke_synth_prints_the_summary_table(tmp_path):
     header, *rows = result.stdout.splitlines()[:8]
     assert header.split() == ["NAS", "ROLE", "MODE", "INTERVAL", "ENDPOINT"]
     assert rows[3].split() == ["nas-backup", "backup", "bidirectional", "2s", "127.0.0.1:20494/export"]
+
+
+def volumes_by_suffix(spec):
+    return {v["name"].rsplit("-", 1)[-1]: v for v in spec["volumes"]}
+
+
+@pytest.mark.parametrize("target", list(Target))
+def test_export_and_state_are_node_folders_the_engine_prepares(target):
+    loaded = values.load([])
+    for nas, spec in zip(loaded.servers, pod_specs(objects(None, target)), strict=True):
+        own = volumes_by_suffix(spec)
+        for kind in ("export", "state"):
+            assert own[kind]["hostPath"] == {"path": f"/var/lib/filesim/filesim/{nas.name}/{kind}",
+                                             "type": "Directory"}
+        seed = next(c for c in spec["initContainers"] if c["name"] == "seed")
+        assert "--require-own-filesystem" in seed["args"]
+
+
+@pytest.mark.parametrize("target, clients", [
+    (Target.PODMAN, "127.0.0.1/32"),
+    (Target.KUBERNETES, "10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16"),
+])
+def test_exports_squash_root_and_admit_only_the_engines_clients(target, clients):
+    confs = [o["data"]["ganesha.conf"] for o in objects(None, target) if o["kind"] == "ConfigMap"
+             and "ganesha.conf" in o.get("data", {})]
+    assert len(confs) == 7
+    for conf in confs:
+        assert "Squash = Root_Squash;" in conf and "No_Root_Squash" not in conf
+        assert "Anonymous_Uid = 65534;" in conf and "Anonymous_Gid = 65534;" in conf
+        assert f"Clients = {clients};" in conf
+
+
+def test_squash_and_clients_follow_values():
+    loaded = values.load([], ["nasServers[3].nfs.squash=all", "nasServers[3].nfs.anonymousUid=1000",
+                              "nasServers[3].nfs.allowedClients=[10.1.0.0/16]"])
+    conf = ganesha.render(loaded.nas_servers[3], port=2049, clients=loaded.nas_servers[3].nfs
+                          .allowed_clients["kubernetes"])
+    assert "Squash = All_Squash;" in conf and "Anonymous_Uid = 1000;" in conf
+    assert "Clients = 10.1.0.0/16;" in conf

@@ -9,6 +9,8 @@ Everything else is real: the invoke tasks run as processes, against real kubecon
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -24,6 +26,7 @@ from filesim.engines.minikube import MinikubeEngine, diagnose, explain, prefligh
 from filesim.run import Runner
 
 INVOKE = str(Path(sys.executable).with_name("invoke"))
+NODE_PATH = os.environ["PATH"]
 
 
 def invoke(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -242,7 +245,19 @@ class FakeDynamic:
         self.deleted.append((resource, name))
 
 
-def test_apply_is_server_side_with_field_manager_filesim_and_prunes_removed_nas():
+def recording_tool(folder: Path, name: str) -> Path:
+    """A stand-in that records each call's arguments, one line per call."""
+    calls = folder / f"{name}.calls"
+    script = folder / name
+    script.write_text(f'#!/bin/sh\necho "$*" >> {calls}\n')
+    script.chmod(0o755)
+    return calls
+
+
+def test_apply_is_server_side_with_field_manager_filesim_and_prunes_removed_nas(fake_bin, monkeypatch):
+    # minikube stand-in: records the node preparation; the API is the fake dynamic client below
+    calls = recording_tool(fake_bin, "minikube")
+    monkeypatch.setenv("PATH", f"{fake_bin}:{Path(shutil.which('node', path=NODE_PATH)).parent}")
     engine = MinikubeEngine(values.load([], ["nasServers[6].enabled=false"]), Runner())
     fake = FakeDynamic(existing=[("Deployment", "nas-output-3"), ("Deployment", "nas-backup"),
                                  ("PersistentVolume", "filesim-nas-output-3"),
@@ -256,3 +271,10 @@ def test_apply_is_server_side_with_field_manager_filesim_and_prunes_removed_nas(
     assert ("Deployment", "nas-output-3", "filesim", "filesim", True) not in fake.applied
     assert fake.deleted == [("Deployment", "nas-output-3"),
                             ("PersistentVolume", "filesim-nas-output-3")]
+    prepared = calls.read_text().splitlines()
+    script = PROJECT_ROOT / "scripts" / "export-fs.sh"
+    assert prepared[0] == f"-p filesim cp {script} /tmp/filesim-export-fs.sh"
+    assert prepared[1:] == [f"-p filesim ssh -- sudo sh /tmp/filesim-export-fs.sh prepare "
+                            f"/var/lib/filesim/filesim/{nas} 524288000"
+                            for nas in ("nas-input-1", "nas-input-2", "nas-input-3", "nas-backup",
+                                        "nas-output-1", "nas-output-2")]

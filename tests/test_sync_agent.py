@@ -364,3 +364,25 @@ def test_status_is_rewritten_every_interval(share, make_agent):
     for key in ("last_full_pass", "pending", "conflicts", "errors", "files_tracked",
                 "held_deletions", "share_mounted"):
         assert key in status
+
+
+def test_an_export_on_a_shared_filesystem_is_refused_with_one_line(share, nfs_dir, make_agent):
+    agent = make_agent(require_own_filesystem=True)
+
+    result = agent.run_once()
+
+    assert result.returncode == 3
+    [line] = result.stderr.strip().splitlines()
+    assert f"{nfs_dir} is a folder of a shared filesystem" in line and "invoke deploy" in line
+
+
+def test_a_filesystem_root_is_recognised_from_mountinfo(tmp_path):
+    from filesim.sync.tree import is_filesystem_root
+
+    info = tmp_path / "mountinfo"
+    info.write_text("22 1 8:1 / / rw - ext4 /dev/sda1 rw\n"
+                    "40 22 8:1 /var/lib/x /srv/bound rw - ext4 /dev/sda1 rw\n"
+                    "41 22 7:3 / /srv/own\\040fs rw - ext4 /dev/loop3 rw\n")
+    assert is_filesystem_root(Path("/srv/own fs"), info)
+    assert not is_filesystem_root(Path("/srv/bound"), info)
+    assert not is_filesystem_root(Path("/srv/elsewhere"), info)

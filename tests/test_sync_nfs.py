@@ -51,7 +51,7 @@ def nfs_server(podman, nas_image, nfs_dir, tmp_path):
     port = free_port()
     nas = values.load([]).nas_servers[3]  # nas-backup: rw, bidirectional
     conf = tmp_path / "ganesha.conf"
-    conf.write_text(ganesha.render(nas, port=port, bind_address="127.0.0.1"))
+    conf.write_text(ganesha.render(nas, port=port, clients=["127.0.0.1/32"], bind_address="127.0.0.1"))
     os.chmod(nfs_dir, 0o777)
     name = f"filesim-test-ganesha-{port}"
     podman(["podman", "run", "-d", "--rm", "--name", name, "--network", "host", "--read-only",

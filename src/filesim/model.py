@@ -64,7 +64,11 @@ class NfsSettings:
     versions: tuple[str, ...]
     port: int
     mount_port: int
-    allowed_clients: tuple[str, ...]
+    #: Per engine target (``podman``, ``kubernetes``): the CIDRs allowed to mount.
+    allowed_clients: Mapping[str, tuple[str, ...]]
+    squash: str
+    anonymous_uid: int
+    anonymous_gid: int
     resources: Resources
 
     @property
@@ -151,8 +155,12 @@ class Values:
         return next((nas for nas in self.servers if nas.name == name), None)
 
 
-def build(raw: Mapping[str, Any]) -> Values:
-    """Typed values from a complete (defaulted), validated values dict."""
+def build(raw: Mapping[str, Any], target_defaults: Mapping[str, Mapping[str, Any]]) -> Values:
+    """Typed values from a complete (defaulted), validated values dict.
+
+    ``target_defaults`` maps a key path (``nfs.allowedClients``) to its default per engine
+    target, for keys whose default depends on where the manifests run.
+    """
     image = Image.parse(raw["image"])
     mk = raw["minikube"]
     return Values(
@@ -162,12 +170,15 @@ def build(raw: Mapping[str, Any]) -> Values:
         node_root=raw["nodeRoot"],
         minikube=Minikube(mk["profile"], mk["driver"], mk["memory"], mk["cpus"],
                           mk["kubernetesVersion"]),
-        nas_servers=tuple(_nas(entry, image) for entry in raw["nasServers"]),
+        nas_servers=tuple(_nas(entry, image, target_defaults) for entry in raw["nasServers"]),
     )
 
 
-def _nas(raw: Mapping[str, Any], image: Image) -> Nas:
+def _nas(raw: Mapping[str, Any], image: Image, target_defaults: Mapping[str, Mapping[str, Any]]) -> Nas:
     sync, nfs, service, sidecar = raw["sync"], raw["nfs"], raw["service"], raw["sidecar"]
+    clients = target_defaults["nfs.allowedClients"]
+    if "allowedClients" in nfs:
+        clients = dict.fromkeys(clients, nfs["allowedClients"])
     return Nas(
         name=raw["name"],
         enabled=raw["enabled"],
@@ -179,7 +190,9 @@ def _nas(raw: Mapping[str, Any], image: Image) -> Nas:
         sidecar_resources=Resources.parse(sidecar["resources"]),
         seed_resources=Resources.parse(raw["seed"]["resources"]),
         nfs=NfsSettings(tuple(nfs["versions"]), nfs["port"], nfs["mountPort"],
-                        tuple(nfs["allowedClients"]), Resources.parse(nfs["resources"])),
+                        {target: tuple(cidrs) for target, cidrs in clients.items()},
+                        nfs["squash"], nfs["anonymousUid"], nfs["anonymousGid"],
+                        Resources.parse(nfs["resources"])),
         service=ServiceSettings(service["type"], service["clusterIP"], service.get("nodePort")),
         podman_port=raw["podman"]["port"],
         storage=Storage(str(raw["storage"]["sizeLimit"]), str(raw["storage"]["stateSizeLimit"])),

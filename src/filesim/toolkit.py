@@ -68,13 +68,15 @@ def status_report(states: list[NasStatus], as_json: bool) -> str:
     """``invoke status`` output: a table, or JSON with the agents' full status."""
     if as_json:
         return json.dumps([vars(s) for s in states], indent=2, default=str)
-    rows = [("NAS", "READY", "MODE", "ENDPOINT", "LAST PASS", "PENDING", "CONFLICTS", "ERRORS",
-             "PROBLEM")]
+    rows = [("NAS", "READY", "MODE", "ENDPOINT", "USED", "LAST PASS", "PENDING", "CONFLICTS",
+             "ERRORS", "PROBLEM")]
     for s in states:
         agent = s.agent
         last = agent.get("last_full_pass")
         age = f"{max(0.0, time.time() - last):.0f}s ago" if last else "-"
-        rows.append((s.name, "yes" if s.ready else "no", s.mode, s.endpoint, age,
+        export = agent.get("export") or {}
+        used = (f"{export['used'] / 2**20:.0f}/{export['size'] / 2**20:.0f} MiB" if export else "-")
+        rows.append((s.name, "yes" if s.ready else "no", s.mode, s.endpoint, used, age,
                      agent.get("pending", "-"), agent.get("conflicts", "-"),
                      agent.get("errors", "-"), s.problem or ""))
     return table(rows)

@@ -75,7 +75,14 @@ def load(files: Iterable[str | Path] = (), sets: Iterable[str] = ()) -> Values:
 
     Raises ValuesError listing every problem found.
     """
-    return build(load_dict(files, sets))
+    return build(load_dict(files, sets), target_defaults())
+
+
+@cache
+def target_defaults() -> dict[str, dict[str, Any]]:
+    """Defaults that depend on the engine target, by key path: ``x-default-by-target``."""
+    nas = schema()["$defs"]["nasServer"]["properties"]
+    return {"nfs.allowedClients": nas["nfs"]["properties"]["allowedClients"]["x-default-by-target"]}
 
 
 def load_dict(files: Iterable[str | Path] = (), sets: Iterable[str] = ()) -> dict[str, Any]:
@@ -359,7 +366,7 @@ def _check_network(nas: dict[str, Any], at: str, problems: list[Problem], unique
         problems.append(Problem(f"{at}.nfs.mountPort", "equals nfs.port", "use a different port"))
     unique("podman port", nas["podman"]["port"], f"{at}.podman.port",
            "give every NAS its own podman.port")
-    for j, cidr in enumerate(nfs["allowedClients"]):
+    for j, cidr in enumerate(nfs.get("allowedClients", [])):
         try:
             ipaddress.ip_network(cidr, strict=False)
         except ValueError:

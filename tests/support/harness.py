@@ -67,7 +67,8 @@ class AgentProcess:
                 str(self.windows), "--state", str(self.state), "--mode", self.mode,
                 "--log-format", "json"]
         for key, value in self.options.items():
-            args += [f"--{key.replace('_', '-')}", str(value)]
+            flag = f"--{key.replace('_', '-')}"
+            args += [flag] if value is True else [flag, str(value)]
         return [*args, "--once"] if once else args
 
     def run_once(self, timeout: float = 60) -> subprocess.CompletedProcess[str]:

@@ -14,6 +14,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
@@ -27,8 +28,10 @@ from filesim.engines.base import (
     SharePaths,
     prepare_share,
 )
-from filesim.manifests.props import EXPORT_DIR, STATE_DIR, WINDOWS_DIR
+from filesim.engines.podman import EXPORT_FS
+from filesim.manifests.props import EXPORT_DIR, STATE_DIR, WINDOWS_DIR, node_dir
 from filesim.model import Values
+from filesim.quantity import mebibytes, to_bytes
 from filesim.run import Runner
 from filesim.sync.agent import STATUS_FILE
 
@@ -38,6 +41,8 @@ MIN_MINIKUBE = (1, 33)
 MIN_KUBERNETES = (1, 29)
 #: Memory (MiB) the node keeps for Kubernetes itself besides the NAS pods.
 SYSTEM_MEMORY = 1536
+#: Where `invoke deploy` puts scripts/export-fs.sh on the node.
+NODE_EXPORT_FS = "/tmp/filesim-export-fs.sh"
 PRUNABLE = [("apps/v1", "Deployment"), ("v1", "Service"), ("v1", "ConfigMap"),
             ("v1", "PersistentVolumeClaim"), ("v1", "PersistentVolume")]
 
@@ -64,18 +69,8 @@ def memory_needed(values: Values) -> int:
     total = SYSTEM_MEMORY
     for nas in values.servers:
         for resources in (nas.nfs.resources, nas.sidecar_resources):
-            total += _mebibytes(resources.limits.get("memory", "64Mi"))
+            total += mebibytes(resources.limits.get("memory", "64Mi"))
     return total
-
-
-def _mebibytes(quantity: Any) -> int:
-    text = str(quantity)
-    units = {"Ki": 1 / 1024, "Mi": 1, "Gi": 1024, "Ti": 1024**2, "k": 1 / 1048.576, "M": 1 / 1.048576,
-             "G": 1000 / 1.048576}
-    for suffix, factor in units.items():
-        if text.endswith(suffix):
-            return int(float(text[: -len(suffix)]) * factor)
-    return int(float(text) / 2**20)
 
 
 def preflight(values: Values, *, which: Callable[[str], str | None] = shutil.which,
@@ -308,6 +303,9 @@ class MinikubeEngine(Engine):
         from filesim.manifests import Target, manifests  # cdk8s starts Node: only when deploying
 
         dynamic = self._api("dynamic")
+        self._copy_export_fs()
+        for nas in self.servers():
+            self._export_fs("prepare", nas.name, str(to_bytes(nas.storage.size_limit)))
         applied: set[tuple[str, str]] = set()
         for manifest in manifests(self.values, Target.KUBERNETES):
             for obj in manifest.objects:
@@ -320,6 +318,15 @@ class MinikubeEngine(Engine):
                 applied.add((obj["kind"], meta["name"]))
             progress(f"applied {manifest.filename}")
         self._prune(applied, progress)
+
+    def _copy_export_fs(self) -> None:
+        """Put scripts/export-fs.sh on the node (the VM has no Python)."""
+        self.run(["minikube", "-p", self.context, "cp", str(EXPORT_FS), NODE_EXPORT_FS])
+
+    def _export_fs(self, action: str, nas: str, *args: str) -> None:
+        """Prepare or remove one NAS's export filesystem and state on the node."""
+        self.run(["minikube", "-p", self.context, "ssh", "--", "sudo", "sh", NODE_EXPORT_FS, action,
+                  node_dir(self.namespace, nas), *args])
 
     def _prune(self, keep: set[tuple[str, str]], progress: Progress) -> None:
         """Delete filesim's objects that the values no longer describe (removed NAS servers)."""
@@ -458,3 +465,9 @@ class MinikubeEngine(Engine):
 
     def destroy(self, progress: Progress) -> None:
         self._prune(set(), progress)
+        deadline = time.monotonic() + 60
+        while self._pods() and time.monotonic() < deadline:
+            time.sleep(self.poll_seconds)
+        self._copy_export_fs()
+        for nas in self.servers():
+            self._export_fs("remove", nas.name)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -25,14 +26,17 @@ from filesim.manifests.props import (
     EXPORT_DIR,
     WINDOWS_DIR,
     ganesha_config_name,
+    node_dir,
     volume_name,
 )
 from filesim.model import Values
+from filesim.quantity import to_bytes
 from filesim.run import CommandError, Runner
 from filesim.sync.agent import health, read_status
 from filesim.sync.tree import MARKER
 
 CONTAINERS_CONF = Path(__file__).with_name("containers.conf")
+EXPORT_FS = PROJECT_ROOT / "scripts" / "export-fs.sh"
 WORK_DIR = PROJECT_ROOT / ".filesim" / "podman"
 PART_OF = "app.kubernetes.io/part-of=filesim"
 #: Programs the podman engine needs (each is also the Debian package's name).
@@ -90,10 +94,19 @@ class PodmanEngine(Engine):
         from filesim.manifests import Target, synth  # cdk8s starts Node: only when deploying
 
         self.destroy(progress)
+        for nas in self.servers():
+            self._export_fs("prepare", nas.name, str(to_bytes(nas.storage.size_limit)))
         files = synth(self.values, Target.PODMAN, self.manifests_dir, node_root=str(self.data_root))
         for path in files:
             progress(f"starting {path.name.removesuffix('.k8s.yaml')}")
             self.run(["podman", "kube", "play", "--network", "host", path])
+
+    def _export_fs(self, action: str, nas: str, *args: str) -> None:
+        """Prepare or remove one NAS's export filesystem and state on this host."""
+        if os.geteuid() != 0 and not self.run.dry_run:
+            raise EngineError("every export gets a filesystem of its own, and mounting one needs "
+                              "root: run the task with sudo")
+        self.run(["sh", EXPORT_FS, action, node_dir(self.values.namespace, nas), *args])
 
     # -- observing ---------------------------------------------------------------------------
 
@@ -111,11 +124,7 @@ class PodmanEngine(Engine):
         return f"{self.pod_name(nas)}-{CONTAINERS[container]}"
 
     def _agent_status(self, nas: str) -> tuple[dict[str, Any], str]:
-        result = self.run(["podman", "volume", "inspect", "--format", "{{.Mountpoint}}",
-                           volume_name(nas, "state")], check=False, reads_only=True)
-        if result.returncode != 0:
-            return {}, "no state volume"
-        status = read_status(Path(result.stdout.strip()))
+        status = read_status(Path(node_dir(self.values.namespace, nas), "state"))
         ok, why = health(status)
         return status or {}, ("" if ok else f"sync: {why}")
 
@@ -213,6 +222,8 @@ class PodmanEngine(Engine):
         ours = [v for v in volumes if any(v in _volume_names(n) for n in names)]
         if ours:
             self.run(["podman", "volume", "rm", "--force", *ours])
+        for nas in sorted(names):
+            self._export_fs("remove", nas)
 
 
 def _volume_names(nas: str) -> set[str]:

@@ -40,7 +40,7 @@ class NasServer(Construct):
         self.config = k8s.KubeConfigMap(
             self, "ganesha-config",
             metadata=k8s.ObjectMeta(**{**metadata, "name": ganesha_config_name(name)}),
-            data={"ganesha.conf": ganesha.render(props.nas, port=props.nfs_port,
+            data={"ganesha.conf": ganesha.render(props.nas, port=props.nfs_port, clients=props.clients,
                                                  bind_address=traits.bind_address)},
         )
         self.deployment = k8s.KubeDeployment(
@@ -84,10 +84,7 @@ class NasServer(Construct):
             volumes=[
                 k8s.Volume(name=self._volume("windows"), host_path=k8s.HostPathVolumeSource(
                     path=props.share_path, type="DirectoryOrCreate")),
-                k8s.Volume(name=self._volume("export"), empty_dir=k8s.EmptyDirVolumeSource(
-                    size_limit=quantity(nas.storage.size_limit))),
-                k8s.Volume(name=self._volume("state"), empty_dir=k8s.EmptyDirVolumeSource(
-                    size_limit=quantity(nas.storage.state_size_limit))),
+                *self._own_filesystems(),
                 k8s.Volume(name=self._volume("ganesha-run"), empty_dir=k8s.EmptyDirVolumeSource(
                     size_limit=quantity("16Mi"))),
                 k8s.Volume(name=self._volume("ganesha-config"), config_map=k8s.ConfigMapVolumeSource(
@@ -96,6 +93,16 @@ class NasServer(Construct):
                     size_limit=quantity("1Mi")))] if rpcbind else []),
             ],
         )
+
+    def _own_filesystems(self) -> list[k8s.Volume]:
+        """The export and the agent state, which the engine prepares on the node first.
+
+        The export is a filesystem of its own (no NFS handle leads outside it); both outlive
+        the pod together, so the state always describes this export and nothing is lost
+        when a pod is replaced. Type Directory: never created on the node's own disk.
+        """
+        return [k8s.Volume(name=self._volume(kind), host_path=k8s.HostPathVolumeSource(
+            path=f"{self.props.node_dir}/{kind}", type="Directory")) for kind in ("export", "state")]
 
     def _rpcbind_container(self) -> k8s.Container:
         """NFSv3 needs rpcbind running before ganesha registers with it: a native sidecar."""

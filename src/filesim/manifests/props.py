@@ -16,12 +16,20 @@ GANESHA_CONF_DIR = "/etc/ganesha"
 
 
 #: emptyDir volumes of a NAS pod (podman turns each into a volume of the same name).
-EMPTY_DIRS = ("export", "state", "ganesha-run", "rpcbind-run")
+EMPTY_DIRS = ("ganesha-run", "rpcbind-run")
+#: Where each NAS's export filesystem and agent state live on the machine that runs the pods
+#: (scripts/export-fs.sh prepares them): ``<root>/<namespace>/<nas>/{export,state}``.
+NODE_ROOT = "/var/lib/filesim"
 
 
 def volume_name(nas: str, suffix: str) -> str:
     """A NAS pod's volume name; podman shares volumes by name, so it carries the NAS name."""
     return f"{nas}-{suffix}"
+
+
+def node_dir(namespace: str, nas: str) -> str:
+    """The folder holding one NAS's export filesystem and agent state on its node."""
+    return f"{NODE_ROOT}/{namespace}/{nas}"
 
 
 def ganesha_config_name(nas: str) -> str:
@@ -116,6 +124,16 @@ class NasProps:
         return self.nas.podman_port if self.traits.host_network else self.nas.nfs.port
 
     @property
+    def clients(self) -> tuple[str, ...]:
+        """The CIDRs allowed to mount the export on this target."""
+        return self.nas.nfs.allowed_clients[self.target.value]
+
+    @property
+    def node_dir(self) -> str:
+        """The folder holding this NAS's export filesystem and agent state on its node."""
+        return node_dir(self.namespace, self.name)
+
+    @property
     def share_path(self) -> str:
         """The NAS's folder on the node."""
         return f"{self.node_root.rstrip('/')}/{self.name}"
@@ -133,6 +151,7 @@ class NasProps:
             "--settle", _number(sync.settle),
             "--max-delete-fraction", _number(sync.max_delete_fraction),
             "--log-format", "json",
+            "--require-own-filesystem",
         ]
         return [*args, "--once"] if once else args
 

@@ -43,8 +43,11 @@ class Agent:
     def __init__(self, settings: Settings, log: logging.Logger):
         self.settings = settings
         self.log = log
-        file_mode = 0o644 if settings.mode == "to-nfs" else 0o666
-        self.nfs = Tree(settings.nfs, NFS, file_mode=file_mode)
+        # NFS clients act as any uid, root squashed to nobody: what the agent writes into a
+        # writable export stays writable for all of them.
+        writable = settings.mode != "to-nfs"
+        self.nfs = Tree(settings.nfs, NFS, file_mode=0o666 if writable else 0o644,
+                        dir_mode=0o777 if writable else 0o755)
         self.windows = Tree(settings.windows, WINDOWS)
         self.state = State(settings.state)
         self.reconciler = Reconciler(self.nfs, self.windows, self.state, mode=settings.mode,
@@ -61,7 +64,11 @@ class Agent:
     # -- one-shot and loop -------------------------------------------------------------------
 
     def prepare(self) -> None:
-        """Remove temp files a killed agent left behind."""
+        """Open the export's root to every NFS client; remove temp files a killed agent left."""
+        try:
+            os.chmod(self.settings.nfs, self.nfs.dir_mode or 0o777)
+        except OSError as exc:
+            self.log.warning("export root mode not set", extra={"error": str(exc)})
         for tree in (self.nfs, self.windows):
             removed = tree.remove_temp_files()
             if removed:
@@ -252,6 +259,7 @@ class Agent:
             "recent_errors": report.errors,
             "held_deletions": report.held_deletions,
             "share_mounted": self.share_ok,
+            "export": self.nfs.usage(),
             "stopped": stopped,
         }
         write_json_atomically(self.settings.state / STATUS_FILE, status)

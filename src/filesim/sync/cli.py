@@ -11,7 +11,7 @@ from pathlib import Path
 
 from filesim.sync.agent import Agent, Settings, health, read_status
 from filesim.sync.reconcile import MODES
-from filesim.sync.tree import MARKER
+from filesim.sync.tree import MARKER, is_filesystem_root
 
 EXIT_OK, EXIT_UNSETTLED, EXIT_USAGE, EXIT_NOT_MOUNTED = 0, 1, 2, 3
 STANDARD_RECORD_KEYS = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
@@ -55,6 +55,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--log-format", choices=("text", "json"), default="text")
     p.add_argument("--health", action="store_true",
                    help="only check the running agent's status.json; exit 0 if healthy")
+    p.add_argument("--require-own-filesystem", action="store_true",
+                   help="refuse to run unless --nfs is the root of a filesystem of its own "
+                        "(what the NAS pods pass: an export on a shared filesystem would let NFS "
+                        "clients reach the rest of it)")
     return p
 
 
@@ -74,6 +78,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"filesim-sync: {name} {path} is not a folder; check the volume mount",
                   file=sys.stderr)
             return EXIT_USAGE
+    if args.require_own_filesystem and not is_filesystem_root(args.nfs):
+        print(f"filesim-sync: {args.nfs} is a folder of a shared filesystem, not a filesystem of "
+              f"its own, so NFS clients could reach beyond it; the engine prepares one per NAS "
+              f"(scripts/export-fs.sh): redeploy with `invoke deploy`", file=sys.stderr)
+        return EXIT_NOT_MOUNTED
     if not (args.windows / MARKER).is_file():
         print(f"filesim-sync: {args.windows / MARKER} is missing: the Windows share is not mounted "
               f"there; mount it (invoke setup creates the marker) and restart", file=sys.stderr)

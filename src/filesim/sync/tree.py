@@ -7,10 +7,11 @@ import errno
 import gc
 import hashlib
 import os
+import re
 import secrets
 import stat
 from collections.abc import Iterator, Mapping
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import BinaryIO, NamedTuple
 
 MARKER = ".filesim-share"
@@ -67,10 +68,12 @@ def ignored(name: str) -> bool:
 class Tree:
     """A folder tree addressed by POSIX paths relative to its root."""
 
-    def __init__(self, root: Path, name: str, *, file_mode: int | None = None):
+    def __init__(self, root: Path, name: str, *, file_mode: int | None = None,
+                 dir_mode: int | None = None):
         self.root = root
         self.name = name
         self.file_mode = file_mode
+        self.dir_mode = dir_mode
 
     def path(self, rel: str) -> Path:
         """The absolute path of ``rel``."""
@@ -179,6 +182,14 @@ class Tree:
             finally:
                 os.close(fd)
 
+    def usage(self) -> dict[str, int] | None:
+        """Bytes used and the size of the filesystem holding the tree (None if unreadable)."""
+        try:
+            st = os.statvfs(self.root)
+        except OSError:
+            return None
+        return {"used": (st.f_blocks - st.f_bfree) * st.f_frsize, "size": st.f_blocks * st.f_frsize}
+
     def has_marker(self) -> bool:
         """Whether the share marker is at the root (the share is really mounted)."""
         try:
@@ -209,7 +220,9 @@ class Tree:
         """
         dest = dest or rel
         target = self.path(dest)
-        target.parent.mkdir(parents=True, exist_ok=True)
+        parent = str(PurePosixPath(dest).parent)
+        if parent != ".":
+            self.mkdir(parent)
         temp = target.with_name(f"{TEMP_PREFIX}{secrets.token_hex(4)}.{target.name}"[:255])
         try:
             with open(source.path(rel), "rb") as src, open(temp, "xb") as out:
@@ -238,8 +251,21 @@ class Tree:
         return digest.hexdigest()
 
     def mkdir(self, rel: str) -> Sig:
-        """Create a directory (and its parents); return its signature."""
-        self.path(rel).mkdir(parents=True, exist_ok=True)
+        """Create a directory (and its parents) with ``dir_mode``; return its signature."""
+        missing = []
+        path = self.path(rel)
+        while path != self.root and not path.is_dir():
+            missing.append(path)
+            path = path.parent
+        for folder in reversed(missing):
+            try:
+                folder.mkdir()
+            except FileExistsError:
+                if not folder.is_dir():
+                    raise
+                continue
+            if self.dir_mode is not None:
+                os.chmod(folder, self.dir_mode)
         sig = self.stat(rel)
         assert sig is not None
         return sig
@@ -276,6 +302,26 @@ class Tree:
                 return not any(not ignored(e.name) and e.name != MARKER for e in entries)
         except OSError as exc:
             raise SideUnavailable(f"{self.name}: {exc}") from exc
+
+
+def is_filesystem_root(path: Path, mountinfo: Path = Path("/proc/self/mountinfo")) -> bool:
+    """Whether ``path`` is where a whole filesystem is mounted (not a folder bound from one).
+
+    An NFS export must be: ganesha serves any handle of a filesystem it exports.
+    """
+    target = os.path.realpath(path)
+    found = False
+    for line in mountinfo.read_text().splitlines():
+        fields = line.split()
+        # id, parent, major:minor, root within the filesystem, mount point, ...
+        if len(fields) > 4 and _unescape_mount(fields[4]) == target:
+            found = _unescape_mount(fields[3]) == "/"  # a later mount hides an earlier one
+    return found
+
+
+def _unescape_mount(field: str) -> str:
+    """Mountinfo writes space, tab, newline and backslash as octal escapes."""
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
 
 
 def _copy_data(src: BinaryIO, out: BinaryIO) -> None:

@@ -1,0 +1,76 @@
+#!/bin/sh
+# Give one NAS export a filesystem of its own, on the machine that runs the NAS pods (the podman
+# host, or the Kubernetes node through `minikube ssh`). An export that is a folder of a shared
+# filesystem lets any NFS client forge handles to the rest of it (docs/design.md, threat model);
+# ganesha refuses tmpfs, so each export is a sparse ext4 image, loop-mounted:
+#
+#   DIR/export.img   the image (sparse: it takes the disk its files take, up to BYTES)
+#   DIR/export/      its mount point, what the NAS pod serves
+#   DIR/state/       the sync agent's state, a plain folder beside it (never on the export)
+#
+# usage: export-fs.sh prepare DIR BYTES   mount (creating or growing the image as needed)
+#        export-fs.sh remove DIR          unmount and delete the image and the state
+# Needs root, util-linux (mount, losetup, mountpoint) and e2fsprogs (mkfs.ext4, resize2fs).
+set -eu
+
+die() {
+  printf 'export-fs: %s\n' "$*" >&2
+  exit 1
+}
+
+prepare() {
+  dir=$1
+  bytes=$2
+  image=$dir/export.img
+  mkdir -p "$dir/export" "$dir/state"
+  chmod 0700 "$dir/state"
+  if [ ! -f "$image" ]; then
+    truncate -s "$bytes" "$image"
+    # One inode per 8 KiB; 256-byte inodes keep nanosecond timestamps (the agent needs them).
+    mkfs.ext4 -q -F -m 0 -i 8192 -I 256 -E root_owner=0:0,nodiscard "$image"
+  fi
+  if ! mountpoint -q "$dir/export"; then
+    mount -o loop,nosuid,nodev "$image" "$dir/export"
+    rmdir "$dir/export/lost+found" 2>/dev/null || true
+  fi
+  chmod 0777 "$dir/export"
+  current=$(stat -c %s "$image")
+  if [ "$bytes" -gt "$current" ]; then
+    truncate -s "$bytes" "$image"
+    device=$(losetup -j "$image" | head -n 1 | cut -d: -f1)
+    [ -n "$device" ] || die "no loop device for $image"
+    losetup -c "$device"
+    resize2fs "$device" >/dev/null 2>&1 || die "could not grow $image to $bytes bytes"
+  elif [ "$bytes" -lt "$current" ]; then
+    printf 'export-fs: %s keeps its %s bytes until it is removed (it cannot shrink)\n' \
+      "$image" "$current" >&2
+  fi
+}
+
+remove() {
+  dir=$1
+  if mountpoint -q "$dir/export"; then
+    umount "$dir/export"
+  fi
+  rm -f "$dir/export.img"
+  rm -rf "$dir/state"
+  rmdir "$dir/export" 2>/dev/null || true
+  rmdir "$dir" 2>/dev/null || true
+}
+
+main() {
+  [ "$(id -u)" -eq 0 ] || die "must run as root: it mounts a filesystem"
+  case ${1:-} in
+    prepare)
+      [ $# -eq 3 ] || die "usage: export-fs.sh prepare DIR BYTES"
+      prepare "$2" "$3"
+      ;;
+    remove)
+      [ $# -eq 2 ] || die "usage: export-fs.sh remove DIR"
+      remove "$2"
+      ;;
+    *) die "usage: export-fs.sh prepare DIR BYTES | remove DIR" ;;
+  esac
+}
+
+main "$@"
