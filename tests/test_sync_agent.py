@@ -196,37 +196,59 @@ def test_files_in_a_new_directory_are_not_missed(share, nfs_dir, make_agent):
 
 
 def test_emptied_windows_root_propagates_no_deletion(share, nfs_dir, make_agent):
+    for i in range(12):
+        (nfs_dir / f"result{i}.txt").write_text(f"{i}\n")
+    agent = make_agent().start()
+    wait_until(lambda: len(tree_files(share.backing)) == 12)
+
+    for path in share.backing.glob("result*"):
+        path.unlink()  # e.g. the share was replaced by an empty folder that kept the marker
+
+    wait_until(lambda: (agent.status() or {}).get("held_deletions") == 12)
+    time.sleep(1.0)
+    assert len(tree_files(nfs_dir)) == 12
+    assert any(e["event"] == "deletions held" for e in agent.log_events())
+    problems = agent.status()["problems"]
+    assert len(problems) == 12 and all("invoke release" in p["reason"] for p in problems)
+    (nfs_dir / "new-after.txt").write_text("still syncing\n")
+    wait_until(lambda: (share.backing / "new-after.txt").exists())
+
+
+def test_emptying_a_small_folder_is_not_held(share, nfs_dir, make_agent):
     for i in range(5):
         (nfs_dir / f"result{i}.txt").write_text(f"{i}\n")
     agent = make_agent().start()
     wait_until(lambda: len(tree_files(share.backing)) == 5)
 
     for path in share.backing.glob("result*"):
-        path.unlink()  # e.g. the share was replaced by an empty folder that kept the marker
+        path.unlink()
 
-    wait_until(lambda: (agent.status() or {}).get("held_deletions") == 5)
-    time.sleep(1.0)
-    assert len(tree_files(nfs_dir)) == 5
-    assert any(e["event"] == "deletions held" for e in agent.log_events())
-    (nfs_dir / "new-after.txt").write_text("still syncing\n")
-    wait_until(lambda: (share.backing / "new-after.txt").exists())
+    wait_until(lambda: not tree_files(nfs_dir))
+    assert agent.status()["held_deletions"] == 0 and agent.status()["errors"] == 0
 
 
-def test_mass_deletion_is_held_but_small_deletions_pass(share, nfs_dir, make_agent):
-    for i in range(10):
+def test_mass_deletion_is_held_until_released(share, nfs_dir, make_agent):
+    for i in range(30):
         (nfs_dir / f"f{i}").write_text(f"{i}\n")
     agent = make_agent().start()
-    wait_until(lambda: len(tree_files(share.backing)) == 10)
+    wait_until(lambda: len(tree_files(share.backing)) == 30)
 
     (nfs_dir / "f0").unlink()
     wait_until(lambda: not (share.backing / "f0").exists())
 
-    for i in range(1, 8):
+    for i in range(1, 21):
         (nfs_dir / f"f{i}").unlink()
     wait_until(lambda: (agent.status() or {}).get("held_deletions", 0) > 0)
     time.sleep(1.0)
-    assert all((share.backing / f"f{i}").exists() for i in range(5, 8))
+    assert all((share.backing / f"f{i}").exists() for i in range(15, 21))
     assert agent.status()["errors"] >= 1
+
+    released = subprocess.run([sys.executable, "-m", "filesim.sync", "--state", str(agent.state),
+                               "--request", "release", "--timeout", "10"], capture_output=True, text=True)
+    assert released.returncode == 0, released.stdout + released.stderr
+    wait_until(lambda: not any((share.backing / f"f{i}").exists() for i in range(21)))
+    wait_until(lambda: (agent.status() or {}).get("errors") == 0)
+    assert sorted(tree_files(share.backing)) == sorted(f"f{i}" for i in range(21, 30))
 
 
 def test_sigterm_flushes_pending_changes_within_two_seconds(share, nfs_dir, make_agent):

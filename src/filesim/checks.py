@@ -7,7 +7,7 @@ import uuid
 from typing import Any
 
 from filesim.engines import Engine, EngineError
-from filesim.sync.tree import MARKER, PROBE_PREFIX
+from filesim.sync.status import MARKER, PROBE_PREFIX
 
 SYNCED = {
     "nfs_to_windows": ("bidirectional", "to-windows"),

@@ -116,10 +116,10 @@ class AgentProcess:
 
 
 def tree_files(root: Path) -> dict[str, bytes]:
-    """Every file below ``root`` (marker excluded) with its content."""
+    """Every file below ``root`` with its content (the marker and the agent's folder excluded)."""
     found = {}
     for path in sorted(root.rglob("*")):
-        if path.is_file() and path.name != MARKER:
+        if path.is_file() and path.name != MARKER and ".filesim" not in path.relative_to(root).parts:
             found[str(path.relative_to(root))] = path.read_bytes()
     return found
 

@@ -13,10 +13,9 @@ from typing import Any, ClassVar
 from filesim.errors import UserError
 from filesim.model import Nas, Values
 from filesim.run import Runner
-from filesim.sync.tree import MARKER
+from filesim.sync.status import MARKER, marker_text
 
 Progress = Callable[[str], None]
-CONTAINERS = {"sync": "sync", "nfs": "nfs", "init": "seed"}
 SHARE_README = """This folder is the Windows side of the simulated NAS {name} ({role}, sync {mode}).
 Files you put here appear in its NFS export; {back}
 Do not delete .filesim-share: the sync agent refuses to run without it (it proves the share
@@ -40,7 +39,7 @@ def prepare_share(folder: Path, nas: Nas, dry_run: bool, progress: Progress) -> 
     folder.mkdir(parents=True, exist_ok=True)
     created = not (folder / MARKER).exists()
     if created:
-        (folder / MARKER).write_text("filesim share marker: this folder is a NAS's Windows side\n")
+        (folder / MARKER).write_text(marker_text())
         progress(f"created {folder}")
     readme = folder / "README.txt"
     if not readme.exists():

@@ -20,7 +20,6 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
 from filesim.engines.base import (
-    CONTAINERS,
     Engine,
     EngineError,
     NasStatus,
@@ -33,7 +32,7 @@ from filesim.manifests.props import EXPORT_DIR, STATE_DIR, WINDOWS_DIR, node_dir
 from filesim.model import Values
 from filesim.quantity import mebibytes, to_bytes
 from filesim.run import Runner
-from filesim.sync.agent import STATUS_FILE
+from filesim.sync.status import CONTAINERS, STATUS_FILE
 
 FIELD_MANAGER = "filesim"
 PART_OF = "app.kubernetes.io/part-of=filesim"

@@ -13,7 +13,6 @@ from typing import Any
 
 from filesim import PROJECT_ROOT, image
 from filesim.engines.base import (
-    CONTAINERS,
     Engine,
     EngineError,
     NasStatus,
@@ -32,8 +31,7 @@ from filesim.manifests.props import (
 from filesim.model import Values
 from filesim.quantity import to_bytes
 from filesim.run import CommandError, Runner
-from filesim.sync.agent import health, read_status
-from filesim.sync.tree import MARKER
+from filesim.sync.status import CONTAINERS, MARKER, health, read_status
 
 CONTAINERS_CONF = Path(__file__).with_name("containers.conf")
 EXPORT_FS = PROJECT_ROOT / "scripts" / "export-fs.sh"

@@ -1,4 +1,4 @@
-"""The agent's loop: NFS-side events, Windows-side polling, settle retries, status, signals."""
+"""The agent's loop: NFS-side events, Windows-side polls, retries, requests, status, signals."""
 
 from __future__ import annotations
 
@@ -10,31 +10,31 @@ import queue
 import signal
 import threading
 import time
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
+from filesim.sync import status as protocol
+from filesim.sync.names import display
+from filesim.sync.problems import Problems
 from filesim.sync.reconcile import NFS, WINDOWS, Reconciler
+from filesim.sync.reconcile import Settings as Decisions
+from filesim.sync.settings import Settings
 from filesim.sync.state import State
 from filesim.sync.tree import SideUnavailable, Tree, ignored
+from filesim.sync.versions import Versions
 
 DEBOUNCE = 0.05
+TICK = 0.25
 NFS_RESCAN_EVERY = 30.0
 FLUSH_BUDGET = 1.5
-STATUS_FILE = "status.json"
+SUMMARY_EVERY = 60.0
+#: The Windows root unreachable this long (a dead 9p mount): exit so the container restarts
+#: with a fresh mount.
+SHARE_LOST_AFTER = 30.0
+EXIT_SHARE_LOST = 4
 
 
-@dataclass(frozen=True)
-class Settings:
-    """The agent's command-line settings."""
-
-    nfs: Path
-    windows: Path
-    state: Path
-    mode: str
-    interval: float = 2.0
-    settle: float = 0.5
-    max_delete_fraction: float = 0.5
+class ShareLost(Exception):
+    """The Windows share stayed unreachable; a restart gives the container a fresh mount."""
 
 
 class Agent:
@@ -48,42 +48,78 @@ class Agent:
         writable = settings.mode != "to-nfs"
         self.nfs = Tree(settings.nfs, NFS, file_mode=0o666 if writable else 0o644,
                         dir_mode=0o777 if writable else 0o755)
-        self.windows = Tree(settings.windows, WINDOWS)
+        self.windows = Tree(settings.windows, WINDOWS, windows=True)
+        self.versions = Versions(settings.windows, days=settings.versions_days,
+                                 max_bytes=settings.versions_max_bytes,
+                                 root_length=len(settings.windows_root), walk_dir=self.windows.walk_dir)
+        self.windows.keep = self.versions.keep
         self.state = State(settings.state)
-        self.reconciler = Reconciler(self.nfs, self.windows, self.state, mode=settings.mode,
-                                     settle=settings.settle,
-                                     max_delete_fraction=settings.max_delete_fraction, log=log)
+        self.problems = Problems(log)
+        self.reconciler = Reconciler(
+            self.nfs, self.windows, self.state,
+            Decisions(settings.mode, settings.settle, settings.max_delay,
+                      settings.max_delete_fraction, settings.windows_names,
+                      len(settings.windows_root)),
+            self.problems, log)
         self.events: queue.Queue[str | None] = queue.Queue()
         self.stopping = threading.Event()
         self.started_at = time.time()
         self.interval = settings.interval
+        self.seq = 0
         self.last_full_pass: float | None = None
         self.last_full_pass_seconds: float | None = None
         self.share_ok = True
+        self.share_lost_since: float | None = None
+        self.barriers: dict[str, int] = {}
+        self._sweep: list[str] = []
+        self._sweep_budget = 0.0
+        self._sweep_last = time.monotonic()
+        self._last_summary = time.monotonic()
+        self._summarised = (0, 0, 0, 0)
 
     # -- one-shot and loop -------------------------------------------------------------------
 
     def prepare(self) -> None:
-        """Open the export's root to every NFS client; remove temp files a killed agent left."""
+        """Get both sides ready before the first pass.
+
+        Opens the export to every NFS client, removes a killed agent's temp files, learns how
+        the Windows side compares names and checks the share is the one the state describes.
+        """
         try:
             os.chmod(self.settings.nfs, self.nfs.dir_mode or 0o777)
         except OSError as exc:
             self.log.warning("export root mode not set", extra={"error": str(exc)})
         for tree in (self.nfs, self.windows):
-            removed = tree.remove_temp_files()
+            try:
+                removed = tree.remove_temp_files()
+            except SideUnavailable:
+                continue
             if removed:
                 self.log.info("removed temp files", extra={"side": tree.name, "count": removed})
+        self.state.use_case_insensitive(self.windows.probe_case_insensitive())
+        self._share_mounted()
 
     def run_once(self, timeout: float = 600.0) -> bool:
-        """Full reconciliations until nothing is left to settle; True if fully in agreement."""
+        """Seed: full passes until nothing is left to settle; True if fully in agreement."""
         self.reconciler.seeding = True
+        return self._settle_all(timeout)
+
+    def flush_once(self, timeout: float = 60.0) -> bool:
+        """Copy everything pending now (settle ignored); True if nothing is left on one side only."""
+        self.reconciler.flushing = True
+        self.reconciler.settle = 0.0
+        return self._settle_all(timeout) and not self.problems.unsynced()
+
+    def _settle_all(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
         self.full_pass(nfs_rescan=True)
-        while self.reconciler.unsettled and time.monotonic() < deadline:
+        while self.reconciler.pending_paths() and time.monotonic() < deadline:
+            if self.reconciler.next_settle_check() == float("inf"):
+                break  # what is left waits on problems
             time.sleep(min(self.settings.settle, 0.5) or 0.05)
             self.full_pass(nfs_rescan=True)
         self.write_status()
-        return not self.reconciler.unsettled
+        return not self.reconciler.pending_paths()
 
     def run(self) -> None:
         """Sync until SIGTERM/SIGINT, then flush pending changes and return."""
@@ -92,22 +128,28 @@ class Agent:
         observer = self._start_watcher()
         try:
             self.full_pass(nfs_rescan=True)
+            self.write_status()
             next_poll = time.monotonic() + self.interval
             next_rescan = time.monotonic() + NFS_RESCAN_EVERY
             while not self.stopping.is_set():
-                dirty = self._wait_for_events(until=min(next_poll, self._next_settle_check()))
+                wake = min(next_poll, self.reconciler.next_settle_check(),
+                           time.monotonic() + TICK, self._next_retry())
+                dirty = self._wait_for_events(until=wake)
                 if dirty:
                     self.sync_paths(dirty)
-                if self.reconciler.unsettled and self._next_settle_check() <= time.monotonic():
-                    self.sync_paths({p for _, p in self.reconciler.unsettled})
+                self._retry_due()
+                force = self._handle_requests()
                 now = time.monotonic()
-                if now >= next_poll:
-                    rescan = now >= next_rescan
+                if now >= next_poll or force:
+                    rescan = now >= next_rescan or force
                     self.full_pass(nfs_rescan=rescan)
                     if rescan:
                         next_rescan = now + NFS_RESCAN_EVERY
                     next_poll = time.monotonic() + self.interval
+                    self._answer_barriers()
                     self.write_status()
+                self._sweep_step()
+                self._summary()
             self._flush()
         finally:
             observer.stop()
@@ -121,20 +163,22 @@ class Agent:
     def _flush(self) -> None:
         """On stop: copy what is pending within the flush budget (a sidecar is killed soon after)."""
         deadline = time.monotonic() + FLUSH_BUDGET
+        self.reconciler.flushing = True
         self.reconciler.settle = 0.0
-        pending = self._drain() | {p for _, p in self.reconciler.unsettled}
+        pending = self._drain() | self.reconciler.pending_paths()
         if pending:
             self.sync_paths(pending)
         if time.monotonic() < deadline:
-            # The export goes away with the pod: catch what events may have missed (local, cheap).
+            # The export may go away with the pod: catch what events missed (local, cheap).
             try:
-                missed = self.nfs.poll(self.state.sigs[NFS])
+                missed = self.nfs.poll(self.state.nfs_sigs)
                 pending = missed.changed.keys() | missed.deleted
             except SideUnavailable:
                 pending = set()
             if pending:
                 self.sync_paths(pending)
-        self.log.info("stopped", extra={"unsettled": len(self.reconciler.unsettled)})
+        self.log.info("stopped", extra={"pending": len(self.reconciler.pending_paths()),
+                                        "unsynced": len(self.problems.unsynced())})
 
     # -- passes ------------------------------------------------------------------------------
 
@@ -144,43 +188,89 @@ class Agent:
         if not self._share_mounted():
             return
         try:
-            agreed = self.state.sigs
-            windows = self.windows.poll(agreed[WINDOWS])
-            nfs = self.nfs.poll(agreed[NFS]) if nfs_rescan else None
-            observed = self.reconciler.full_scan(windows=windows, nfs=nfs)
+            windows = self.windows.poll(self.state.win_sigs)
+            nfs = self.nfs.poll(self.state.nfs_sigs) if nfs_rescan else None
+            items = self.reconciler.full_scan(
+                windows=windows.changed, windows_deleted=windows.deleted,
+                nfs=nfs.changed if nfs else None, nfs_deleted=nfs.deleted if nfs else set())
             scan_seconds = time.monotonic() - started
-            self.reconciler.reconcile(observed)
+            self.reconciler.reconcile(items)
         except SideUnavailable as exc:
             self._side_unavailable(exc)
             return
+        self.share_lost_since = None
+        self.seq += 1
         self.last_full_pass = time.time()
         self.last_full_pass_seconds = round(time.monotonic() - started, 3)
         self._stretch_interval(scan_seconds)
-        self.log.info("pass", extra={"changed": len(observed), "files": windows.total,
-                                     "seconds": self.last_full_pass_seconds,
-                                     "nfs_rescan": nfs_rescan})
+        self.log.debug("pass", extra={"changed": len(items), "files": windows.total,
+                                      "seconds": self.last_full_pass_seconds,
+                                      "nfs_rescan": nfs_rescan})
 
-    def sync_paths(self, paths: set[str]) -> None:
+    def sync_paths(self, nfs_paths: set[str], win_paths: set[str] = frozenset()) -> None:
         """Reconcile just these paths (and everything below those that are folders)."""
         if not self._share_mounted():
             return
         try:
-            self.reconciler.reconcile(self.reconciler.observe(paths))
+            self.reconciler.reconcile(self.reconciler.observe(nfs_paths, win_paths))
         except SideUnavailable as exc:
             self._side_unavailable(exc)
 
+    def _retry_due(self) -> None:
+        """Try again what is pending and settled, and the problems whose back-off ran out."""
+        due = set(self.problems.due())
+        if self.reconciler.pending_paths() and self.reconciler.next_settle_check() <= time.monotonic():
+            due |= self.reconciler.pending_paths()
+        if due:
+            self.sync_paths(due)
+
+    def _next_retry(self) -> float:
+        """The next problem retry, on the monotonic clock."""
+        wall = self.problems.next_retry()
+        return float("inf") if wall == float("inf") else time.monotonic() + max(0.0, wall - time.time())
+
     def _share_mounted(self) -> bool:
-        ok = self.windows.has_marker()
+        """Whether the marker is there, and the share is the one the state describes.
+
+        A share with a new identity (its folder deleted and created again by `invoke setup`)
+        starts over: both sides are merged and nothing is deleted.
+        """
+        share = protocol.share_id(self.settings.windows)
+        ok = share is not None
         if ok != self.share_ok:
             level = logging.INFO if ok else logging.ERROR
             self.log.log(level, "share mounted" if ok else
                          "share marker missing: Windows share not mounted; nothing is synced")
         self.share_ok = ok
-        return ok
+        if not ok:
+            self._check_share_lost()
+            return False
+        self.share_lost_since = None
+        known = self.state.meta.get("share_id")
+        if known != share:
+            if known is not None:
+                self.log.warning("share replaced", extra={"detail": "new marker identity: both sides "
+                                                          "are merged, nothing is deleted"})
+                self.state.reset()
+                self.reconciler.pending.clear()
+            self.state.set_meta("share_id", share)
+        return True
+
+    def _check_share_lost(self) -> None:
+        try:
+            os.stat(self.settings.windows)
+            self.share_lost_since = None
+        except OSError:
+            now = time.monotonic()
+            self.share_lost_since = self.share_lost_since or now
+            if now - self.share_lost_since > SHARE_LOST_AFTER:
+                raise ShareLost(f"{self.settings.windows} unreachable for {SHARE_LOST_AFTER:.0f}s") \
+                    from None
 
     def _side_unavailable(self, exc: SideUnavailable) -> None:
-        self.reconciler.report.error(error=str(exc))
         self.log.error("side unavailable", extra={"error": str(exc)})
+        if not self.windows.root.exists():
+            self._check_share_lost()
 
     def _stretch_interval(self, scan_seconds: float) -> None:
         """Keep polling cheap: a scan may take at most a quarter of the interval."""
@@ -190,10 +280,99 @@ class Agent:
                                                   round(scan_seconds, 3)})
             self.interval = wanted
 
-    def _next_settle_check(self) -> float:
+    # -- requests ----------------------------------------------------------------------------
+
+    def _handle_requests(self) -> bool:
+        """Answer flush and release at once, queue barriers; True if a full pass is wanted now."""
+        folder = self.settings.state / protocol.REQUESTS
+        try:
+            waiting = sorted(p for p in folder.iterdir() if p.name.endswith(".json")
+                             and not p.name.endswith(".result.json"))
+        except FileNotFoundError:
+            return False
+        gone = set(self.barriers) - {p.name.removesuffix(".json") for p in waiting}
+        for request_id in gone:
+            del self.barriers[request_id]  # the caller gave up
+        wanted = False
+        for path in waiting:
+            request_id = path.name.removesuffix(".json")
+            if request_id in self.barriers:
+                continue
+            try:
+                kind = json.loads(path.read_text()).get("kind")
+            except (OSError, ValueError):
+                continue
+            if kind == "flush":
+                self._answer(request_id, self._flush_request())
+            elif kind == "release":
+                released = self.reconciler.release()
+                self.full_pass(nfs_rescan=True)
+                self._answer(request_id, {"ok": True, "released": released})
+            elif kind == "barrier":
+                self.barriers[request_id] = self.seq + 1
+                wanted = True
+            else:
+                self._answer(request_id, {"ok": False, "error": f"unknown request {kind!r}"})
+        return wanted
+
+    def _flush_request(self) -> dict[str, Any]:
         settle = self.reconciler.settle
-        starts = [seen for _, seen, _ in self.reconciler.unsettled.values()]
-        return min(starts) + settle if starts else float("inf")
+        self.reconciler.flushing, self.reconciler.settle = True, 0.0
+        try:
+            self.sync_paths(self._drain())
+            for _ in range(5):
+                self.full_pass(nfs_rescan=True)
+                if not self.reconciler.pending_paths():
+                    break
+        finally:
+            self.reconciler.flushing, self.reconciler.settle = False, settle
+        unsynced = [p.as_dict() for p in self.problems.unsynced()]
+        pending = sorted(display(p) for p in self.reconciler.pending_paths())
+        return {"ok": not pending and not unsynced and self.share_ok, "pending": pending,
+                "problems": unsynced, "share_mounted": self.share_ok}
+
+    def _answer_barriers(self) -> None:
+        """A barrier is answered by a full pass that started after it and left nothing pending."""
+        quiet = not self.reconciler.pending_paths() and self.events.empty() and self.share_ok
+        for request_id, needed in list(self.barriers.items()):
+            if self.seq >= needed and quiet:
+                self._answer(request_id, {"ok": True, "seq": self.seq})
+                del self.barriers[request_id]
+
+    def _answer(self, request_id: str, answer: dict[str, Any]) -> None:
+        folder = self.settings.state / protocol.REQUESTS
+        protocol.write_json_atomically(folder / f"{request_id}.result.json", answer)
+        (folder / f"{request_id}.json").unlink(missing_ok=True)
+        self.write_status()
+
+    # -- background content check ------------------------------------------------------------
+
+    def _sweep_step(self) -> None:
+        """Hash the Windows side at a bounded rate (edits that keep size and mtime are caught)."""
+        settings = self.settings
+        now = time.monotonic()
+        elapsed, self._sweep_last = now - self._sweep_last, now
+        if settings.hash_sweep_minutes <= 0 or not self.share_ok:
+            return
+        if not self._sweep:
+            files = [p for p, e in self.state.entries.items() if not e.is_dir]
+            total = sum(self.state.entries[p].size for p in files)
+            # Spread a whole pass over at least hash_sweep_minutes, never faster than the cap.
+            self._sweep_rate = min(settings.hash_sweep_mb_per_second * 2**20,
+                                   max(1.0, total / (settings.hash_sweep_minutes * 60)))
+            self._sweep = files
+            return
+        self._sweep_budget = min(self._sweep_budget + elapsed * self._sweep_rate, 8 * 2**20)
+        while self._sweep and self._sweep_budget > 0:
+            path = self._sweep.pop()
+            entry = self.state.get(path)
+            if entry is None:
+                continue
+            self._sweep_budget -= max(entry.size, 4096)
+            if self.reconciler.verify(path):
+                self.log.warning("changed in place", extra={"path": display(path),
+                                                            "detail": "same size and mtime"})
+                self.sync_paths({path})
 
     # -- NFS-side events ---------------------------------------------------------------------
 
@@ -203,6 +382,7 @@ class Agent:
 
         root = str(self.settings.nfs)
         events = self.events
+        renamed_in = self.reconciler.renamed_in
 
         class Handler(FileSystemEventHandler):
             def on_any_event(self, event: Any) -> None:
@@ -211,8 +391,11 @@ class Agent:
                 for path in (event.src_path, getattr(event, "dest_path", "")):
                     if path:
                         rel = os.path.relpath(os.fsdecode(path), root)
-                        if rel != "." and not ignored(os.path.basename(rel)):
+                        parent, _, name = rel.rpartition("/")
+                        if rel != "." and not ignored(parent, name):
                             events.put(rel)
+                if event.event_type == "moved" and event.dest_path:
+                    renamed_in.add(os.path.relpath(os.fsdecode(event.dest_path), root))
 
         observer = Observer()
         observer.schedule(Handler(), root, recursive=True)
@@ -238,59 +421,52 @@ class Agent:
             if path:
                 paths.add(path)
 
-    # -- status ------------------------------------------------------------------------------
+    # -- status and logs ---------------------------------------------------------------------
+
+    def _summary(self) -> None:
+        """One line a minute at info: what was done (per-pass lines are at debug)."""
+        now = time.monotonic()
+        if now - self._last_summary < SUMMARY_EVERY:
+            return
+        self._last_summary = now
+        report = self.reconciler.report
+        totals = (report.copied, report.deleted, report.renamed, report.conflict_count)
+        done = [t - s for t, s in zip(totals, self._summarised, strict=True)]
+        self._summarised = totals
+        self.log.info("summary", extra={
+            "copied": done[0], "deleted": done[1], "renamed": done[2], "conflicts": done[3],
+            "files": self.state.files(), "pending": len(self.reconciler.pending_paths()),
+            "problems": len(self.problems), "interval": self.interval})
 
     def write_status(self, *, stopped: bool = False) -> None:
         """Atomically rewrite status.json in the state folder."""
         report = self.reconciler.report
+        pending = sorted(self.reconciler.pending_paths())
         status = {
             "pid": os.getpid(),
             "mode": self.settings.mode,
             "updated_at": time.time(),
             "started_at": self.started_at,
             "interval": self.interval,
+            "seq": self.seq,
             "last_full_pass": self.last_full_pass,
             "last_full_pass_seconds": self.last_full_pass_seconds,
-            "pending": len({p for _, p in self.reconciler.unsettled}),
+            "pending": len(pending),
+            "pending_paths": [display(p) for p in pending[:50]],
             "files_tracked": self.state.files(),
             "conflicts": report.conflict_count,
             "recent_conflicts": report.conflicts,
-            "errors": report.error_count,
-            "recent_errors": report.errors,
+            "problems": self.problems.as_list(),
+            "errors": len(self.problems),
+            "unsynced": len(self.problems.unsynced()),
             "held_deletions": report.held_deletions,
             "share_mounted": self.share_ok,
+            "share_id": self.state.meta.get("share_id"),
+            "case_insensitive": self.windows.case_insensitive,
             "export": self.nfs.usage(),
+            "windows_changes": "polling",
+            "log_level": self.settings.log_level,
             "stopped": stopped,
         }
-        write_json_atomically(self.settings.state / STATUS_FILE, status)
+        protocol.write_json_atomically(self.settings.state / protocol.STATUS_FILE, status)
 
-
-def write_json_atomically(path: Path, data: dict[str, Any]) -> None:
-    """Write JSON to a temp file beside ``path`` and rename it into place."""
-    temp = path.with_name(f".{path.name}.tmp")
-    temp.write_text(json.dumps(data, indent=1, sort_keys=True))
-    os.replace(temp, path)
-
-
-def read_status(state_dir: Path) -> dict[str, Any] | None:
-    """The agent's status.json, or None if there is none (yet)."""
-    try:
-        return json.loads((state_dir / STATUS_FILE).read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def health(status: dict[str, Any] | None) -> tuple[bool, str]:
-    """Whether the agent that wrote ``status`` is alive and syncing, with the reason."""
-    if status is None:
-        return False, "no status yet"
-    age = time.time() - status["updated_at"]
-    if status.get("stopped"):
-        return False, "agent stopped"
-    if age > 3 * status["interval"] + 10:
-        return False, f"status is {age:.0f}s old"
-    if not status["share_mounted"]:
-        return False, "Windows share not mounted (marker .filesim-share missing)"
-    if status["last_full_pass"] is None:
-        return False, "no full pass yet"
-    return True, "ok"

@@ -1,20 +1,25 @@
-"""Command line of the sync agent."""
+"""Command line of the sync agent (``filesim-sync``)."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import sys
 import time
 from pathlib import Path
 
-from filesim.sync.agent import Agent, Settings, health, read_status
-from filesim.sync.reconcile import MODES
-from filesim.sync.tree import MARKER, is_filesystem_root
+from filesim.sync import status as protocol
+from filesim.sync.agent import EXIT_SHARE_LOST, Agent, ShareLost
+from filesim.sync.reconcile import MODES, NAME_POLICIES
+from filesim.sync.settings import Settings
+from filesim.sync.tree import is_filesystem_root
 
 EXIT_OK, EXIT_UNSETTLED, EXIT_USAGE, EXIT_NOT_MOUNTED = 0, 1, 2, 3
 STANDARD_RECORD_KEYS = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+DEFAULTS = {f.name: f.default for f in dataclasses.fields(Settings)
+            if f.default is not dataclasses.MISSING}
 
 
 class JsonFormatter(logging.Formatter):
@@ -39,22 +44,47 @@ class TextFormatter(logging.Formatter):
 
 
 def parser() -> argparse.ArgumentParser:
-    """The argument parser."""
+    """The argument parser (defaults from Settings)."""
+    d = DEFAULTS
     p = argparse.ArgumentParser(prog="filesim-sync", description=__doc__)
     p.add_argument("--nfs", type=Path, help="the NFS export folder (local, inotify works)")
-    p.add_argument("--windows", type=Path, help="the Windows share folder (polled)")
+    p.add_argument("--windows", type=Path, help="the NAS's Windows folder (polled)")
     p.add_argument("--state", type=Path, required=True, help="folder for state and status.json")
     p.add_argument("--mode", choices=MODES, help="direction of the sync")
-    p.add_argument("--interval", type=_positive, default=2.0,
-                   help="seconds between polls of the Windows side (default 2)")
-    p.add_argument("--settle", type=_non_negative, default=0.5,
-                   help="seconds a file must stay unchanged before it is copied (default 0.5)")
-    p.add_argument("--once", action="store_true", help="reconcile once, then exit (seed)")
-    p.add_argument("--max-delete-fraction", type=_fraction, default=0.5,
+    p.add_argument("--interval", type=_positive, default=d["interval"],
+                   help=f"seconds between polls of the Windows side (default {d['interval']:g})")
+    p.add_argument("--settle", type=_non_negative, default=d["settle"],
+                   help=f"seconds a file must stay unchanged before it is copied (default {d['settle']:g})")
+    p.add_argument("--max-delay", type=_positive, default=d["max_delay"],
+                   help="a file changing longer than this is published anyway, as a consistent "
+                        f"version (default {d['max_delay']:g})")
+    p.add_argument("--max-delete-fraction", type=_fraction, default=d["max_delete_fraction"],
                    help="hold all deletions of a pass deleting more than this share of files")
+    p.add_argument("--windows-names", choices=NAME_POLICIES, default=d["windows_names"],
+                   help="names Windows cannot hold: encode them (default) or report them")
+    p.add_argument("--windows-root", default=None,
+                   help="the share's root as Windows names it, for the 260-character limit "
+                        "(default C:\\simulator-data\\<folder name>)")
+    p.add_argument("--versions-days", type=_non_negative, default=d["versions_days"],
+                   help="days kept versions stay")
+    p.add_argument("--versions-max-bytes", type=int, default=d["versions_max_bytes"],
+                   help="bytes all kept versions may take")
+    p.add_argument("--hash-sweep-minutes", type=_non_negative, default=d["hash_sweep_minutes"],
+                   help="a background pass hashing the Windows side takes at least this long (0: off)")
+    p.add_argument("--hash-sweep-mb-per-second", type=_positive,
+                   default=d["hash_sweep_mb_per_second"], help="cap of the background hashing")
+    p.add_argument("--log-level", choices=("info", "debug"), default=d["log_level"])
     p.add_argument("--log-format", choices=("text", "json"), default="text")
+    p.add_argument("--once", action="store_true", help="reconcile once, then exit (seed)")
+    p.add_argument("--flush", action="store_true",
+                   help="copy everything pending now (settle ignored), then exit: 0 if nothing is "
+                        "left on one side only")
     p.add_argument("--health", action="store_true",
                    help="only check the running agent's status.json; exit 0 if healthy")
+    p.add_argument("--request", choices=protocol.REQUEST_KINDS,
+                   help="ask the running agent (flush, barrier, release), print its JSON answer, "
+                        "exit 0 if ok")
+    p.add_argument("--timeout", type=_positive, default=60.0, help="seconds to wait for --request")
     p.add_argument("--require-own-filesystem", action="store_true",
                    help="refuse to run unless --nfs is the root of a filesystem of its own "
                         "(what the NAS pods pass: an export on a shared filesystem would let NFS "
@@ -66,13 +96,17 @@ def main(argv: list[str] | None = None) -> int:
     """Run the agent; return the exit code."""
     args = parser().parse_args(argv)
     if args.health:
-        ok, why = health(read_status(args.state))
+        ok, why = protocol.health(protocol.read_status(args.state))
         print(why)
         return EXIT_OK if ok else EXIT_UNSETTLED
+    if args.request:
+        answer = protocol.ask(args.state, args.request, args.timeout)
+        print(json.dumps(answer))
+        return EXIT_OK if answer.get("ok") else EXIT_UNSETTLED
     missing = [f"--{k}" for k in ("nfs", "windows", "mode") if getattr(args, k) is None]
     if missing:
         parser().error(f"{', '.join(missing)} required")
-    log = _logger(args.log_format)
+    log = _logger(args.log_format, args.log_level)
     for name, path in (("--nfs", args.nfs), ("--windows", args.windows)):
         if not path.is_dir():
             print(f"filesim-sync: {name} {path} is not a folder; check the volume mount",
@@ -83,29 +117,40 @@ def main(argv: list[str] | None = None) -> int:
               f"its own, so NFS clients could reach beyond it; the engine prepares one per NAS "
               f"(scripts/export-fs.sh): redeploy with `invoke deploy`", file=sys.stderr)
         return EXIT_NOT_MOUNTED
-    if not (args.windows / MARKER).is_file():
-        print(f"filesim-sync: {args.windows / MARKER} is missing: the Windows share is not mounted "
-              f"there; mount it (invoke setup creates the marker) and restart", file=sys.stderr)
+    if protocol.share_id(args.windows) is None:
+        print(f"filesim-sync: {args.windows / protocol.MARKER} is missing: the Windows share is not "
+              f"mounted there; mount it (invoke setup creates the marker) and restart", file=sys.stderr)
         return EXIT_NOT_MOUNTED
-    agent = Agent(Settings(args.nfs, args.windows, args.state, args.mode, args.interval,
-                           args.settle, args.max_delete_fraction), log)
+    settings = Settings(
+        args.nfs, args.windows, args.state, args.mode, args.interval, args.settle, args.max_delay,
+        args.max_delete_fraction, args.windows_names,
+        args.windows_root or f"C:\\simulator-data\\{args.windows.name}", args.versions_days,
+        args.versions_max_bytes, args.hash_sweep_minutes, args.hash_sweep_mb_per_second,
+        args.log_level)
+    agent = Agent(settings, log)
     agent.prepare()
     log.info("start", extra={"mode": args.mode, "interval": args.interval, "settle": args.settle,
-                             "once": args.once, "tracked": len(agent.state)})
-    if args.once:
-        settled = agent.run_once()
-        agent.state.close()
-        return EXIT_OK if settled else EXIT_UNSETTLED
-    agent.run()
+                             "once": args.once, "flush": args.flush, "tracked": len(agent.state),
+                             "case_insensitive": agent.windows.case_insensitive})
+    try:
+        if args.once or args.flush:
+            done = agent.flush_once() if args.flush else agent.run_once()
+            agent.state.close()
+            return EXIT_OK if done else EXIT_UNSETTLED
+        agent.run()
+    except ShareLost as exc:
+        log.error("share lost", extra={"error": str(exc), "detail": "exiting so the container "
+                                       "restarts with a fresh mount"})
+        return EXIT_SHARE_LOST
     return EXIT_OK
 
 
-def _logger(fmt: str) -> logging.Logger:
+def _logger(fmt: str, level: str) -> logging.Logger:
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     log = logging.getLogger("filesim.sync")
     log.handlers[:] = [handler]
-    log.setLevel(logging.INFO)
+    log.setLevel(logging.DEBUG if level == "debug" else logging.INFO)
     log.propagate = False
     return log
 

@@ -1,12 +1,14 @@
 """Decide and carry out what each changed path needs, so no version is ever lost.
 
 Each side of a path is compared with the last agreed version (the state): absent, unchanged,
-changed (created or modified) or deleted. The pair of those decides the action.
+changed (created, modified or of another type) or deleted. The pair decides the action. Before
+that, renames are recognised (by inode on the NFS side, by size, mtime and content on the
+Windows side) and performed as renames; paths whose names Windows cannot hold are encoded.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import errno
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -14,13 +16,35 @@ from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import PurePosixPath
 
-from filesim.sync.state import Entry, State, entry_from
-from filesim.sync.tree import DestinationChanged, Poll, SideUnavailable, Sig, SourceChanged, Tree
+from filesim.sync import names
+from filesim.sync.problems import Problems
+from filesim.sync.state import Entry, State, agreed_entry
+from filesim.sync.tree import (
+    Blocked,
+    DestinationChanged,
+    Kind,
+    SideUnavailable,
+    Sig,
+    SourceChanged,
+    Tree,
+)
 
 NFS, WINDOWS = "nfs", "windows"
 MODES = ("bidirectional", "to-windows", "to-nfs")
+NAME_POLICIES = ("encode", "report")
 DELETE_WINDOW = 10.0
 RACY_SECONDS = 2.0
+#: Fewer deletions than this are never held by the mass-deletion guard.
+MIN_HELD = 10
+REFUSED = {errno.EACCES: "refused (open in another program, read-only or locked?)",
+           errno.EPERM: "refused (open in another program, read-only or locked?)",
+           errno.EBUSY: "busy (open in another program?)",
+           errno.ETXTBSY: "busy (open in another program?)",
+           errno.EROFS: "the filesystem is read-only",
+           errno.ENOSPC: "no space left",
+           errno.EDQUOT: "no space left (quota)",
+           errno.ENAMETOOLONG: "the path is too long",
+           errno.EINVAL: "the name was refused"}
 
 
 class Change(Enum):
@@ -32,19 +56,96 @@ class Change(Enum):
     DELETED = "deleted"
 
 
+class Do(Enum):
+    """What the reconciler does with a path."""
+
+    COPY = "copy"              # source side's version to the destination side
+    DELETE = "delete"          # on the destination side (guarded, kept on Windows)
+    MERGE = "merge"            # both changed: equal content agrees, else both versions survive
+    FORGET = "forget"          # gone on both sides
+    DISOWN = "disown"          # to-windows: the tester changed the agent's copy, it is theirs now
+    KEEP_BOTH = "keep-both"    # to-windows: the NFS version goes beside the tester's file
+    NOT_SYNCED = "not-synced"  # a symlink or special file, on ``source``: reported, left alone
+
+
+@dataclass(frozen=True)
+class Action:
+    """One decision: what to do, from which side to which, and a note for the report."""
+
+    do: Do
+    source: str = ""
+    dest: str = ""
+    note: str = ""
+
+
+@dataclass
+class Item:
+    """One path on both sides: its NFS name, its Windows name and what each side holds."""
+
+    path: str
+    win: str
+    nfs: Sig | None
+    windows: Sig | None
+
+    def sig(self, side: str) -> Sig | None:
+        """The signature on ``side``."""
+        return self.nfs if side == NFS else self.windows
+
+    def name(self, side: str) -> str:
+        """The path as ``side`` names it."""
+        return self.path if side == NFS else self.win
+
+
+@dataclass
+class Pending:
+    """A change not yet copied: when it was first seen, and since when it has been stable."""
+
+    first_seen: float
+    seen_wall: dict[str, float] = field(default_factory=dict)
+    sigs: dict[str, Sig | None] = field(default_factory=dict)
+    stable_since: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How the reconciler decides (the agent's command line)."""
+
+    mode: str
+    settle: float = 0.5
+    max_delay: float = 5.0
+    max_delete_fraction: float = 0.5
+    windows_names: str = "encode"
+    #: Length of the Windows path of the share's root (``C:\\simulator-data\\nas-backup``).
+    windows_root_length: int = 28
+
+
+@dataclass
+class Report:
+    """What the reconciler has done since start; feeds the status file and the summary."""
+
+    conflicts: list[dict[str, object]] = field(default_factory=list)
+    conflict_count: int = 0
+    held_deletions: int = 0
+    copied: int = 0
+    deleted: int = 0
+    renamed: int = 0
+
+    def conflict(self, **details: object) -> None:
+        """Count a conflict and keep its details among the last twenty."""
+        self.conflict_count += 1
+        self.conflicts = [*self.conflicts[-19:], {"at": time.time(), **details}]
+
+
 def classify(sig: Sig | None, entry: Entry | None, side: str) -> Change:
     """Compare one side's current signature with the agreed entry."""
     if entry is None:
         return Change.ABSENT if sig is None else Change.CHANGED
     if sig is None:
         return Change.DELETED
-    return Change.UNCHANGED if sig == entry.sig(side) else Change.CHANGED
-
-
-def _sig_of(obs: Observed, side: str) -> Sig:
-    sig = obs.nfs if side == NFS else obs.windows
-    assert sig is not None
-    return sig
+    if sig.is_dir and entry.is_dir:
+        return Change.UNCHANGED
+    agreed = entry.nfs_sig() if side == NFS else entry.win_sig()
+    return Change.UNCHANGED if sig == agreed else Change.CHANGED
 
 
 def conflict_name(rel: str, side: str, when: float) -> str:
@@ -54,119 +155,574 @@ def conflict_name(rel: str, side: str, when: float) -> str:
     return str(path.with_name(f"{path.stem}.conflict-{side}-{stamp}{path.suffix}"))
 
 
-@dataclass
-class Report:
-    """What the reconciler has done and could not do; feeds the status file."""
-
-    conflicts: list[dict[str, object]] = field(default_factory=list)
-    errors: list[dict[str, object]] = field(default_factory=list)
-    conflict_count: int = 0
-    error_count: int = 0
-    held_deletions: int = 0
-
-    def conflict(self, **details: object) -> None:
-        """Count a conflict and keep its details among the last twenty."""
-        self.conflict_count += 1
-        self.conflicts = [*self.conflicts[-19:], {"at": time.time(), **details}]
-
-    def error(self, **details: object) -> None:
-        """Count an error and keep its details among the last twenty."""
-        self.error_count += 1
-        self.errors = [*self.errors[-19:], {"at": time.time(), **details}]
+def _parent(path: str) -> str:
+    parent = str(PurePosixPath(path).parent)
+    return "" if parent == "." else parent
 
 
-@dataclass
-class Observed:
-    """A path's signatures on both sides, taken together."""
-
-    path: str
-    nfs: Sig | None
-    windows: Sig | None
+def _other(side: str) -> str:
+    return WINDOWS if side == NFS else NFS
 
 
 class Reconciler:
     """Brings paths of the NFS and Windows trees to agreement according to the sync mode."""
 
-    def __init__(self, nfs: Tree, windows: Tree, state: State, *, mode: str, settle: float,
-                 max_delete_fraction: float, log: logging.Logger,
+    def __init__(self, nfs: Tree, windows: Tree, state: State, settings: Settings,
+                 problems: Problems, log: logging.Logger,
                  clock: Callable[[], float] = time.monotonic):
         self.trees = {NFS: nfs, WINDOWS: windows}
         self.state = state
-        self.mode = mode
-        self.settle = settle
-        self.max_delete_fraction = max_delete_fraction
+        self.settings = settings
+        self.problems = problems
         self.log = log
         self.clock = clock
         self.report = Report()
         self.seeding = False
-        # (side, path) -> (signature, first seen, wall time first seen) of a change not yet copied.
-        self.unsettled: dict[tuple[str, str], tuple[Sig | None, float, float]] = {}
+        self.flushing = False
+        self.settle = settings.settle
+        self.pending: dict[str, Pending] = {}
+        #: NFS paths renamed into place (complete by convention: no settle wait).
+        self.renamed_in: set[str] = set()
+        #: NFS paths whose Windows side changed though its signature did not (racy, sweep).
+        self.forced: set[str] = set()
         self._held: set[str] = set()
+        self._release = False
         self._recent_deletes: list[tuple[float, int]] = []
+        #: Windows folder listings of one batch, by case key (for case-collision checks).
+        self._listings: dict[str, dict[str, str]] = {}
         # Windows mtimes are whole seconds: an edit within the same second keeping the size
         # leaves the signature unchanged. Entries recorded that close to their mtime are
         # "racy" (as in git's index) and verified by content until a later second has passed.
         now = time.time()
         self.racy: set[str] = {p for p, e in state.entries.items()
-                               if not e.is_dir and e.windows_mtime_ns / 1e9 > now - RACY_SECONDS}
+                               if not e.is_dir and e.win_mtime / 1e9 > now - RACY_SECONDS}
+
+    # -- names -------------------------------------------------------------------------------
+
+    def win_path(self, path: str, taken: dict[str, str] | None = None) -> str | None:
+        """The Windows name of an NFS path; None where Windows cannot name it.
+
+        The agreed one, else the encoded one, else (another path holds that name) a visible
+        case-collision alternative.
+        """
+        entry = self.state.get(path)
+        if entry is not None:
+            return entry.win
+        parent, name = _parent(path), PurePosixPath(path).name
+        base = self.win_path(parent, taken) if parent else ""
+        if base is None:
+            return None
+        encoded = names.encode(name)
+        if encoded != name and self.settings.windows_names == "report":
+            return None
+        taken = taken if taken is not None else {}
+        candidate, n = encoded, 1
+        while True:
+            win = f"{base}/{candidate}" if base else candidate
+            owner = self.state.path_of_win(win) or taken.get(self.state.win_key(win))
+            if owner is None:
+                owner = self._windows_owner(base, candidate)
+            if owner in (None, path):
+                taken[self.state.win_key(win)] = path
+                return win
+            n += 1
+            candidate = names.alternative(encoded, n)
+
+    def _windows_owner(self, base: str, candidate: str) -> str | None:
+        """The NFS path an untracked Windows entry named like ``candidate`` stands for."""
+        if not self.trees[WINDOWS].case_insensitive:
+            return None
+        listing = self._listings.get(base)
+        if listing is None:
+            listing = self._listings[base] = {names.case_key(n): n
+                                              for n in self.trees[WINDOWS].listing(base)}
+        existing = listing.get(names.case_key(candidate))
+        if existing is None:
+            return None
+        win = f"{base}/{existing}" if base else existing
+        return self.state.path_of_win(win) or self.nfs_path(win)
+
+    def nfs_path(self, win: str) -> str:
+        """The NFS path a Windows path stands for: the agreed one, else decoded."""
+        known = self.state.path_of_win(win)
+        if known is not None:
+            return known
+        parent, name = _parent(win), PurePosixPath(win).name
+        base = self.nfs_path(parent) if parent else ""
+        decoded = names.decode(name)
+        return f"{base}/{decoded}" if base else decoded
+
+    def name_problem(self, path: str) -> str | None:
+        """Why the Windows side cannot hold ``path``, if it cannot."""
+        win = self.win_path(path)
+        if win is None:
+            return "the name is not valid on Windows (sync.windowsNames: report)"
+        if names.too_long(win, self.settings.windows_root_length):
+            return f"the path is too long for Windows ({names.MAX_PATH} characters)"
+        return None
 
     # -- observing ---------------------------------------------------------------------------
 
-    def observe(self, paths: Iterable[str]) -> list[Observed]:
-        """Stat ``paths`` on both sides, expanding directories to everything below them."""
-        todo = [(p, True) for p in paths]
-        seen: set[str] = set()
-        result = []
-        while todo:
-            path, expand = todo.pop()
-            if path in seen or not path:
-                continue
-            seen.add(path)
-            nfs, windows = self.trees[NFS].stat(path), self.trees[WINDOWS].stat(path)
-            entry = self.state.get(path)
-            result.append(Observed(path, nfs, windows))
-            if expand and any(x is not None and x.is_dir for x in (nfs, windows, entry)):
-                for side, sig in ((NFS, nfs), (WINDOWS, windows)):
-                    if sig is not None and sig.is_dir:
-                        todo.extend((child, False) for child in self.trees[side].scan(path))
-                todo.extend((child, False) for child in self.state.under(path))
-        return result
+    def observe(self, nfs_paths: Iterable[str] = (), win_paths: Iterable[str] = ()) -> list[Item]:
+        """Items for ``nfs_paths`` and the paths ``win_paths`` stand for.
 
-    def full_scan(self, *, windows: Poll, nfs: Poll | None) -> list[Observed]:
-        """Observed pairs for every path that differs from the state on either side.
-
-        Without an NFS poll, the NFS side is stat-ed only for the paths Windows changed.
+        Everything below those that are folders on either side comes too.
         """
-        agreed = self.state.sigs
-        self._check_racy(windows)
-        paths = windows.changed.keys() | windows.deleted
+        self._listings.clear()
+        wanted = set(nfs_paths) | {self.nfs_path(w) for w in win_paths}
+        wanted.discard("")
+        nfs_view = self.trees[NFS].view(wanted)
+        wins = set()
+        for path in wanted | nfs_view.keys():
+            win = self.win_path(path)
+            if win is not None:
+                wins.add(win)
+            wins.update(self.state.entries[c].win for c in self.state.under(path))
+        win_view = self.trees[WINDOWS].view(wins)
+        return self._pair(wanted | nfs_view.keys(), nfs_view.get, win_view.get, win_view)
+
+    def full_scan(self, *, windows: dict[str, Sig], windows_deleted: set[str],
+                  nfs: dict[str, Sig] | None, nfs_deleted: set[str]) -> list[Item]:
+        """Items for every path that differs from the state on either side (poll results).
+
+        A path a poll did not report is as agreed on that side; without an NFS poll, the NFS
+        side is looked at for the paths Windows changed.
+        """
+        self._listings.clear()
+        self._check_racy(windows, windows_deleted)
+        paths = {self.nfs_path(w) for w in windows}
+        paths |= {self.state.path_of_win(w) or self.nfs_path(w) for w in windows_deleted}
+        paths |= {p for p in self.forced if p in self.state.entries}
         if nfs is not None:
-            paths |= nfs.changed.keys() | nfs.deleted
+            paths |= nfs.keys() | nfs_deleted
+        paths.discard("")
+        nfs_agreed, win_agreed = self.state.nfs_sigs, self.state.win_sigs
 
-        def current(poll: Poll, side: str, path: str) -> Sig | None:
-            if path in poll.changed:
-                return poll.changed[path]
-            return None if path in poll.deleted else agreed[side].get(path)
+        def nfs_sig(path: str) -> Sig | None:
+            if nfs is None:
+                return self.trees[NFS].stat(path)
+            return nfs[path] if path in nfs else None if path in nfs_deleted else nfs_agreed.get(path)
 
-        nfs_tree = self.trees[NFS]
-        return [Observed(path, current(nfs, NFS, path) if nfs is not None else nfs_tree.stat(path),
-                         current(windows, WINDOWS, path)) for path in paths]
+        def win_sig(win: str) -> Sig | None:
+            return windows[win] if win in windows else (
+                None if win in windows_deleted else win_agreed.get(win))
 
-    def _check_racy(self, windows: Poll) -> None:
+        return self._pair(paths, nfs_sig, win_sig, windows)
+
+    def _pair(self, paths: Iterable[str], nfs_sig: Callable[[str], Sig | None],
+              win_sig: Callable[[str], Sig | None], seen_wins: Iterable[str]) -> list[Item]:
+        """Match both sides into items: by agreed names, else by encoding.
+
+        A Windows name that changed only in case is the same item.
+        """
+        items: dict[str, Item] = {}
+
+        def add(path: str) -> Item:
+            item = items.get(path)
+            if item is None:
+                item = items[path] = Item(path, "", nfs_sig(path), None)
+            return item
+
+        for path in paths:
+            add(path)
+        for path in list(items):
+            entry = self.state.get(path)
+            if (entry is not None and entry.is_dir) or (items[path].nfs or _FILE).is_dir:
+                for child in self.state.under(path):
+                    add(child)
+        for win in seen_wins:
+            item = add(self.nfs_path(win))
+            entry = self.state.get(item.path)
+            if entry is not None and entry.win != win:
+                if names.case_key(entry.win) == names.case_key(win) and win_sig(entry.win) is None:
+                    item.win, item.windows = win, win_sig(win)  # renamed on Windows, in case only
+                continue
+            item.win, item.windows = win, win_sig(win)
+        taken: dict[str, str] = {}
+        for item in sorted(items.values(), key=lambda i: i.path):
+            if not item.win:
+                item.win = self.win_path(item.path, taken) or ""
+                item.windows = win_sig(item.win) if item.win else None
+        return sorted(items.values(), key=lambda i: i.path)
+
+    def _check_racy(self, windows: dict[str, Sig], deleted: set[str]) -> None:
         """Mark racy entries whose Windows content no longer matches as changed."""
         now = time.time()
         for path in list(self.racy):
             entry = self.state.get(path)
-            if (entry is None or path in windows.changed or path in windows.deleted
-                    or not entry.sha256):
+            if entry is None or entry.win in windows or entry.win in deleted or not entry.sha:
                 self.racy.discard(path)
                 continue
-            if self.trees[WINDOWS].hash(path) != entry.sha256:
-                self.state.put(path, dataclasses.replace(entry, windows_mtime_ns=-1))
-                windows.changed[path] = self.trees[WINDOWS].stat(path) or entry.sig(WINDOWS)
+            try:
+                differs = self.trees[WINDOWS].hash(entry.win) != entry.sha
+            except OSError:
                 self.racy.discard(path)
-            elif now - entry.windows_mtime_ns / 1e9 > RACY_SECONDS:
+                continue
+            if differs:
+                self.forced.add(path)
                 self.racy.discard(path)
+            elif now - entry.win_mtime / 1e9 > RACY_SECONDS:
+                self.racy.discard(path)
+
+    def verify(self, path: str) -> bool:
+        """Hash the Windows copy of ``path`` against the agreed content (the background sweep).
+
+        True if it differs: it is then treated as changed.
+        """
+        entry = self.state.get(path)
+        if entry is None or entry.is_dir or not entry.sha:
+            return False
+        try:
+            if self.trees[WINDOWS].stat(entry.win) != entry.win_sig():
+                return False  # changed visibly: the poll sees it
+            differs = self.trees[WINDOWS].hash(entry.win) != entry.sha
+        except OSError:
+            return False
+        if differs:
+            self.forced.add(path)
+        return differs
+
+    # -- deciding ----------------------------------------------------------------------------
+
+    def reconcile(self, items: list[Item]) -> None:
+        """Act on every item.
+
+        Renames first, then creations parents-first, deletions children-first, and type
+        replacements that needed those deletions last.
+        """
+        items = [i for i in items if self.flushing or not self.problems.waiting(i.path)]
+        try:
+            items = self._renames(items)
+            deletions: list[tuple[Item, str]] = []
+            after: list[tuple[Item, Action]] = []
+            for item in items:
+                action = None
+                try:
+                    action = self._decide(item)
+                    if action is None:
+                        continue
+                    if action.do is Do.DELETE:
+                        deletions.append((item, action.dest))
+                    elif action.do is Do.COPY and self._replaces_folder(item, action):
+                        after.append((item, action))
+                    else:
+                        self._run(item, action)
+                except Exception as exc:
+                    self._failed(item, exc, action)
+            self._delete(deletions)
+            for item, action in after:
+                try:
+                    self._run(item, action)
+                except Exception as exc:
+                    self._failed(item, exc, action)
+        finally:
+            self.state.commit()
+
+    def _failed(self, item: Item, exc: Exception, action: Action | None) -> None:
+        """Turn a failure into a retry (a racing change) or the path's problem; never a crash."""
+        if isinstance(exc, SideUnavailable):
+            raise exc
+        if isinstance(exc, OSError) and exc.errno in (errno.EIO, errno.ENOTCONN):
+            raise SideUnavailable(f"{exc}") from exc
+        if isinstance(exc, SourceChanged | DestinationChanged | FileExistsError):
+            self.log.debug("retry", extra={"path": names.display(item.path),
+                                           "why": type(exc).__name__})
+            self._touch_pending(item.path)
+            return
+        side = (action.dest or action.source) if action is not None and (
+            action.dest or action.source) else NFS
+        if isinstance(exc, Blocked):
+            self.problems.report(side, item.path, f"not synced: {exc.strerror}", policy=True)
+        elif isinstance(exc, OSError):
+            self.problems.report(side, item.path, REFUSED.get(exc.errno or 0, exc.strerror or str(exc)))
+        else:
+            self.log.exception("unexpected", extra={"path": names.display(item.path)})
+            self.problems.report(side, item.path, f"unexpected {type(exc).__name__}: {exc}")
+
+    def _decide(self, item: Item) -> Action | None:
+        entry = self.state.get(item.path)
+        for side in (NFS, WINDOWS):
+            sig = item.sig(side)
+            if sig is not None and sig.kind in (Kind.SYMLINK, Kind.OTHER):
+                return Action(Do.NOT_SYNCED, side, note="a symlink" if sig.kind == Kind.SYMLINK
+                              else "a special file (socket, fifo or device)")
+        if not item.win:
+            reason = self.name_problem(item.path)
+            return Action(Do.NOT_SYNCED, NFS, note=reason or "no Windows name")
+        n = classify(item.nfs, entry, NFS)
+        w = classify(item.windows, entry, WINDOWS)
+        if w is Change.UNCHANGED and item.path in self.forced:
+            w = Change.CHANGED
+        if n in (Change.UNCHANGED, Change.ABSENT) and w in (Change.UNCHANGED, Change.ABSENT):
+            self.pending.pop(item.path, None)
+            if entry is not None and item.nfs is not None and item.windows is not None and (
+                    item.nfs != entry.nfs_sig() or item.win != entry.win):
+                self._agree(item.path, agreed_entry(item.win, item.nfs, item.windows, entry.sha,
+                                                    by_agent=entry.by_agent))
+            return None
+        if n is Change.CHANGED and item.nfs.is_file:
+            reason = self.name_problem(item.path)
+            if reason is not None and item.windows is None:
+                return Action(Do.NOT_SYNCED, NFS, note=reason)
+        busy = False
+        for side, change in ((NFS, n), (WINDOWS, w)):
+            if change is Change.CHANGED:
+                settled = self._settled(side, item.path, item.sig(side))
+                if settled is False:
+                    return None
+                busy |= settled == "busy"
+        decide = {"bidirectional": self._bidirectional, "to-nfs": self._to_nfs,
+                  "to-windows": self._to_windows}[self.settings.mode]
+        action = decide(item, entry, n, w)
+        if action is not None and busy:
+            action = Action(action.do, action.source, action.dest, action.note or "busy")
+        return action
+
+    def _bidirectional(self, item: Item, entry: Entry | None, n: Change, w: Change) -> Action:
+        if n is Change.DELETED and w is Change.DELETED:
+            return Action(Do.FORGET)
+        if n is Change.CHANGED and w is Change.CHANGED:
+            return Action(Do.MERGE)
+        if n is Change.CHANGED:
+            return Action(Do.COPY, NFS, WINDOWS, "edit-wins" if w is Change.DELETED else "")
+        if w is Change.CHANGED:
+            return Action(Do.COPY, WINDOWS, NFS, "edit-wins" if n is Change.DELETED else "")
+        return Action(Do.DELETE, dest=WINDOWS if n is Change.DELETED else NFS)
+
+    def _to_nfs(self, item: Item, entry: Entry | None, n: Change, w: Change) -> Action:
+        if item.windows is None:
+            return Action(Do.FORGET) if item.nfs is None else Action(Do.DELETE, dest=NFS)
+        return Action(Do.COPY, WINDOWS, NFS)
+
+    def _to_windows(self, item: Item, entry: Entry | None, n: Change, w: Change) -> Action | None:
+        if item.nfs is None:
+            if item.windows is None:
+                return Action(Do.FORGET)
+            if self.seeding and entry is None:
+                return Action(Do.COPY, WINDOWS, NFS)
+            owned = entry is not None and entry.by_agent and w is Change.UNCHANGED
+            return Action(Do.DELETE, dest=WINDOWS) if owned else Action(Do.FORGET)
+        if w is Change.CHANGED and n is not Change.CHANGED:
+            return Action(Do.DISOWN) if entry is not None and item.windows is not None else None
+        writable = item.windows is None or (
+            entry is not None and entry.by_agent and w is Change.UNCHANGED)
+        if writable or (item.windows.is_dir and item.nfs.is_dir):
+            return Action(Do.COPY, NFS, WINDOWS)
+        return Action(Do.KEEP_BOTH)
+
+    def _replaces_folder(self, item: Item, action: Action) -> bool:
+        """A file replaces a folder: its children must go first (deletions run later)."""
+        dest = item.sig(action.dest)
+        source = item.sig(action.source)
+        return dest is not None and dest.is_dir and source is not None and not source.is_dir
+
+    # -- settling ----------------------------------------------------------------------------
+
+    def _settled(self, side: str, path: str, sig: Sig) -> bool | str:
+        """Whether a changed file may be copied.
+
+        True once stable for the settle time; "busy" once changing for longer than
+        ``max_delay`` (a consistent version is published anyway); else False.
+        """
+        if sig.is_dir or self.settle == 0:
+            return True
+        now = self.clock()
+        record = self.pending.get(path)
+        if record is None:
+            record = self.pending[path] = Pending(now)
+        if side not in record.seen_wall:
+            record.seen_wall[side] = time.time()
+        if record.sigs.get(side) != sig or side not in record.sigs:
+            record.sigs[side] = sig
+            record.stable_since[side] = now
+            if side == NFS and (path in self.renamed_in
+                                or time.time() - sig.mtime_ns / 1e9 >= self.settle):
+                return True  # renamed into place, or untouched for the settle time (exact mtimes)
+        elif now - record.stable_since[side] >= self.settle:
+            return True
+        if now - record.first_seen >= self.settings.max_delay:
+            return "busy"
+        return False
+
+    def _touch_pending(self, path: str) -> None:
+        """A copy lost a race: keep the path pending, so it is retried after the settle time."""
+        record = self.pending.get(path)
+        if record is None:
+            self.pending[path] = Pending(self.clock())
+        else:
+            record.sigs.clear()
+
+    def pending_paths(self) -> set[str]:
+        """Paths changed on one side and not yet copied."""
+        return set(self.pending)
+
+    def next_settle_check(self) -> float:
+        """When (monotonic) the next pending path may be ready."""
+        starts = [min(r.stable_since.values(), default=r.first_seen)
+                  for path, r in self.pending.items() if not self.problems.waiting(path)]
+        return min(starts) + (self.settle or 0.05) if starts else float("inf")
+
+    # -- acting ------------------------------------------------------------------------------
+
+    def _run(self, item: Item, action: Action) -> None:
+        if action.do is Do.FORGET:
+            self.state.drop(item.path)
+            self.pending.pop(item.path, None)
+            self.problems.resolve(item.path)
+        elif action.do is Do.COPY:
+            self._copy(item, action.source, action.dest, busy=action.note == "busy")
+            if action.note == "edit-wins":
+                self.report.conflict(path=names.display(item.path), kind="delete-vs-edit",
+                                     kept=action.source)
+                self.log.warning("edit wins over delete", extra={"path": names.display(item.path),
+                                                                 "kept": action.source})
+        elif action.do is Do.MERGE:
+            self._merge(item)
+        elif action.do is Do.DISOWN:
+            entry = self.state.get(item.path)
+            assert entry is not None and item.nfs is not None and item.windows is not None
+            self._agree(item.path, agreed_entry(item.win, item.nfs, item.windows, None, by_agent=False))
+        elif action.do is Do.KEEP_BOTH:
+            self._save_nfs_version_beside(item)
+        elif action.do is Do.NOT_SYNCED:
+            self.pending.pop(item.path, None)
+            self.problems.report(action.source, item.path, f"not synced: {action.note}", policy=True,
+                                 unsynced="symlink" not in action.note and "special" not in action.note)
+            return
+        self.pending.pop(item.path, None)
+        self.problems.resolve(item.path)
+
+    def _copy(self, item: Item, source: str, dest: str, *, busy: bool = False,
+              by_agent: bool | None = None) -> None:
+        src_sig, dst_sig = item.sig(source), item.sig(dest)
+        assert src_sig is not None
+        started = self.clock()
+        tree = self.trees[dest]
+        entry = self.state.get(item.path)
+        if dst_sig is not None and dst_sig.is_dir != src_sig.is_dir:
+            self._clear_other_type(item, dest, dst_sig, entry)
+            dst_sig = None
+        if src_sig.is_dir:
+            new = tree.mkdir(item.name(dest))
+            sha = None
+        elif entry is not None and dst_sig is not None and self._same_content(item, source, entry):
+            new = dst_sig if dst_sig.readonly == src_sig.readonly else tree.set_readonly(
+                item.name(dest), src_sig.readonly)
+            sha = entry.sha
+        else:
+            copied = tree.copy_from(self.trees[source], item.name(source), src_sig,
+                                    dest=item.name(dest), dest_expected=dst_sig,
+                                    dest_sha=entry.sha if entry is not None else None, busy_ok=busy)
+            new, sha, src_sig = copied.dest, copied.sha, copied.source
+            self.report.copied += 1
+            self._log_action(item.path, source, dest, src_sig, started, "copy")
+        nfs, windows = (src_sig, new) if source == NFS else (new, src_sig)
+        agent_wrote_windows = dest == WINDOWS if by_agent is None else by_agent
+        self._agree(item.path, agreed_entry(item.win, nfs, windows, sha, by_agent=agent_wrote_windows))
+        self.forced.discard(item.path)
+
+    def _same_content(self, item: Item, source: str, entry: Entry) -> bool:
+        """Whether a changed source still holds the agreed content (a chmod, a touch -r)."""
+        src = item.sig(source)
+        if src is None or not src.is_file or entry.is_dir or src.size != entry.size or not entry.sha:
+            return False
+        try:
+            return self.trees[source].hash(item.name(source)) == entry.sha
+        except OSError:
+            return False
+
+    def _clear_other_type(self, item: Item, dest: str, dst_sig: Sig, entry: Entry | None) -> None:
+        """Make way for a file where a folder is (or the reverse) on ``dest``.
+
+        What the destination holds is removed only if it is the agreed version (a Windows file
+        is kept among the versions); anything changed there is renamed to a conflict copy.
+        """
+        tree, name = self.trees[dest], item.name(dest)
+        unchanged = entry is not None and classify(dst_sig, entry, dest) is Change.UNCHANGED
+        if unchanged and (not dst_sig.is_dir or not tree.listing(name)) and \
+                tree.remove(name, dst_sig, entry.sha if dest == WINDOWS else None):
+            return
+        saved = conflict_name(item.path, dest, time.time())
+        saved_name = saved if dest == NFS else (self.win_path(saved) or names.encode_path(saved))
+        tree.rename(name, saved_name)
+        self.report.conflict(path=names.display(item.path), kind="type-changed",
+                             kept=_other(dest), saved_as=names.display(saved))
+        self.log.warning("conflict", extra={"path": names.display(item.path), "kind": "type-changed",
+                                            "saved_as": names.display(saved)})
+
+    def _merge(self, item: Item) -> None:
+        """Both sides changed: equal content agrees, else both versions survive on both sides."""
+        nfs, windows = item.nfs, item.windows
+        assert nfs is not None and windows is not None
+        if nfs.is_dir and windows.is_dir:
+            self._agree(item.path, agreed_entry(item.win, nfs, windows, None, by_agent=False))
+            return
+        if nfs.is_file and windows.is_file and nfs.size == windows.size:
+            digest = self.trees[NFS].hash(item.path)
+            if digest == self.trees[WINDOWS].hash(item.win):
+                self._agree(item.path, agreed_entry(item.win, nfs, windows, digest, by_agent=False))
+                self.forced.discard(item.path)
+                return
+        winner, loser = self._latest_change(item)
+        saved = conflict_name(item.path, loser, time.time())
+        saved_win = self.win_path(saved) or names.encode_path(saved)
+        saved_names = {NFS: saved, WINDOWS: saved_win}
+        loser_sig, winner_sig = item.sig(loser), item.sig(winner)
+        assert loser_sig is not None and winner_sig is not None
+        loser_tree, winner_tree = self.trees[loser], self.trees[winner]
+        if loser_sig.is_dir or winner_sig.is_dir:
+            # A file and a folder: the loser moves aside, the winner's type takes the name.
+            loser_tree.rename(item.name(loser), saved_names[loser])
+            self.state.drop(item.path)
+            self._copy(Item(item.path, item.win, item.nfs if winner == NFS else None,
+                            item.windows if winner == WINDOWS else None), winner, loser)
+            self.report.conflict(path=names.display(item.path), kind="type-changed", kept=winner,
+                                 saved_as=names.display(saved))
+        else:
+            # The winner's version replaces the loser's, which is set aside in the same moment
+            # (the name never goes missing); then the loser's version reaches the winner's side.
+            won = loser_tree.copy_from(winner_tree, item.name(winner), winner_sig,
+                                       dest=item.name(loser), dest_expected=loser_sig,
+                                       set_aside=saved_names[loser])
+            pair = (won.source, won.dest) if winner == NFS else (won.dest, won.source)
+            self._agree(item.path, agreed_entry(item.win, *pair, won.sha, by_agent=winner == NFS))
+            aside = loser_tree.stat(saved_names[loser])
+            assert aside is not None
+            kept = winner_tree.copy_from(loser_tree, saved_names[loser], aside, dest=saved_names[winner])
+            pair = (kept.source, kept.dest) if loser == NFS else (kept.dest, kept.source)
+            self._agree(saved, agreed_entry(saved_win, *pair, kept.sha, by_agent=winner == WINDOWS))
+            self.report.copied += 2
+            self.report.conflict(path=names.display(item.path), kind="both-changed", kept=winner,
+                                 saved_as=names.display(saved))
+        self.forced.discard(item.path)
+        self.log.warning("conflict", extra={"path": names.display(item.path), "kept": winner,
+                                            "saved_as": names.display(saved)})
+
+    def _latest_change(self, item: Item) -> tuple[str, str]:
+        """(winner, loser): the side whose change the agent saw last keeps the name.
+
+        Changes first seen within a second of each other (e.g. both made while the agent was
+        down) are ordered by mtime; Windows wins a tie.
+        """
+        record = self.pending.get(item.path)
+        n = record.seen_wall.get(NFS, 0.0) if record else 0.0
+        w = record.seen_wall.get(WINDOWS, 0.0) if record else 0.0
+        if abs(n - w) <= 1.0:
+            assert item.nfs is not None and item.windows is not None
+            n, w = item.nfs.mtime_ns // 10**9, item.windows.mtime_ns // 10**9
+        return (NFS, WINDOWS) if n > w else (WINDOWS, NFS)
+
+    def _save_nfs_version_beside(self, item: Item) -> None:
+        """to-windows: a tester's Windows file is never replaced; the NFS version goes beside it."""
+        assert item.nfs is not None and item.windows is not None
+        saved = conflict_name(item.path, NFS, time.time())
+        self.trees[WINDOWS].copy_from(self.trees[NFS], item.path, item.nfs,
+                                      dest=self.win_path(saved) or names.encode_path(saved))
+        self._agree(item.path, agreed_entry(item.win, item.nfs, item.windows, None, by_agent=False))
+        self.report.conflict(path=names.display(item.path), kind="tester-file-kept",
+                             saved_as=names.display(saved))
+        self.log.warning("tester file kept", extra={"path": names.display(item.path),
+                                                    "saved_as": names.display(saved)})
 
     def _agree(self, path: str, entry: Entry) -> None:
         """Record that both sides hold the same version of ``path``.
@@ -174,255 +730,222 @@ class Reconciler:
         A racy entry gets its content hash (read from the local NFS side): the racy check
         compares the Windows file against it.
         """
-        if not entry.is_dir and entry.windows_mtime_ns / 1e9 > time.time() - RACY_SECONDS:
+        if not entry.is_dir and entry.win_mtime / 1e9 > time.time() - RACY_SECONDS:
             self.racy.add(path)
-            if entry.sha256 is None:
-                entry = dataclasses.replace(entry, sha256=self.trees[NFS].hash(path))
+            if entry.sha is None:
+                entry = entry._replace(sha=self.trees[NFS].hash(path))
         self.state.put(path, entry)
+        self.renamed_in.discard(path)
 
-    # -- deciding and acting -----------------------------------------------------------------
+    # -- renames -----------------------------------------------------------------------------
 
-    def reconcile(self, observed: list[Observed]) -> None:
-        """Act on every observed path: creations parents-first, deletions children-first."""
-        deletions: list[tuple[Observed, str]] = []
-        for obs in sorted(observed, key=lambda o: o.path):
-            try:
-                action = self._decide(obs)
-                if action and action[0] == "delete":
-                    deletions.append((obs, action[1]))
-                elif action:
-                    self._run(obs, action)
-                    self._forget_unsettled(obs.path)
-            except (SourceChanged, DestinationChanged) as exc:
-                self.log.info("retry", extra={"path": obs.path, "why": type(exc).__name__})
-                self.unsettled.pop((NFS, obs.path), None)
-                self.unsettled.pop((WINDOWS, obs.path), None)
-                self._mark_unsettled(obs.path)
-            except SideUnavailable:
-                raise
-            except OSError as exc:
-                self.report.error(path=obs.path, error=str(exc))
-                self.log.error("error", extra={"path": obs.path, "error": str(exc)})
-        self._delete(deletions)
-        self.state.commit()
+    def _renames(self, items: list[Item]) -> list[Item]:
+        """Perform renames found among ``items`` on the other side; return the rest.
 
-    def _mark_unsettled(self, path: str) -> None:
-        for side in (NFS, WINDOWS):
-            self.unsettled.setdefault((side, path), (None, self.clock(), time.time()))
-
-    def _settled(self, side: str, path: str, sig: Sig) -> bool:
-        """Whether a changed file has kept ``sig`` for the settle time (directories always)."""
-        if sig.is_dir or self.settle == 0:
-            return True
-        now = self.clock()
-        key = (side, path)
-        seen = self.unsettled.get(key)
-        if seen is None or seen[0] != sig:
-            wall = seen[2] if seen else time.time()
-            self.unsettled[key] = (sig, now, wall)
-            # A local file untouched for the settle time is settled already (NFS mtimes are exact).
-            return side == NFS and time.time() - sig.mtime_ns / 1e9 >= self.settle
-        return now - seen[1] >= self.settle
-
-    def _decide(self, obs: Observed) -> tuple[str, ...] | None:
-        entry = self.state.get(obs.path)
-        n = classify(obs.nfs, entry, NFS)
-        w = classify(obs.windows, entry, WINDOWS)
-        if n in (Change.UNCHANGED, Change.ABSENT) and w in (Change.UNCHANGED, Change.ABSENT):
-            self._forget_unsettled(obs.path)
-            return None
-        for side, change, sig in ((NFS, n, obs.nfs), (WINDOWS, w, obs.windows)):
-            if change is Change.CHANGED and not self._settled(side, obs.path, sig):
-                return None
-        decide = {"bidirectional": self._decide_bidirectional, "to-nfs": self._decide_to_nfs,
-                  "to-windows": self._decide_to_windows}[self.mode]
-        return decide(obs, entry, n, w)
-
-    def _forget_unsettled(self, path: str) -> None:
-        self.unsettled.pop((NFS, path), None)
-        self.unsettled.pop((WINDOWS, path), None)
-
-    def _decide_bidirectional(self, obs: Observed, entry: Entry | None, n: Change, w: Change):
-        if n is Change.DELETED and w is Change.DELETED:
-            return ("forget",)
-        if n is Change.CHANGED and w is Change.CHANGED:
-            return ("merge",)
-        if n is Change.CHANGED:
-            return ("copy", NFS, WINDOWS, "edit-wins" if w is Change.DELETED else "")
-        if w is Change.CHANGED:
-            return ("copy", WINDOWS, NFS, "edit-wins" if n is Change.DELETED else "")
-        return ("delete", WINDOWS if n is Change.DELETED else NFS)
-
-    def _decide_to_nfs(self, obs: Observed, entry: Entry | None, n: Change, w: Change):
-        if obs.windows is None:
-            return ("forget",) if obs.nfs is None else ("delete", NFS)
-        return ("copy", WINDOWS, NFS, "")
-
-    def _decide_to_windows(self, obs: Observed, entry: Entry | None, n: Change, w: Change):
-        if obs.nfs is None:
-            if obs.windows is None:
-                return ("forget",)
-            if self.seeding and entry is None:
-                return ("copy", WINDOWS, NFS, "")
-            owned = entry is not None and entry.windows_by_agent and w is Change.UNCHANGED
-            return ("delete", WINDOWS) if owned else ("forget",)
-        if w is Change.CHANGED and n is not Change.CHANGED:
-            return ("disown",) if obs.nfs is not None and entry else None
-        writable = obs.windows is None or (
-            entry is not None and entry.windows_by_agent and w is Change.UNCHANGED)
-        if writable or (obs.windows.is_dir and obs.nfs.is_dir):
-            return ("copy", NFS, WINDOWS, "")
-        return ("keep-both",)
-
-    def _run(self, obs: Observed, action: tuple[str, ...]) -> None:
-        kind = action[0]
-        if kind == "forget":
-            self.state.drop(obs.path)
-            self._forget_unsettled(obs.path)
-        elif kind == "copy":
-            _, source, dest, note = action
-            self._copy(obs, source, dest)
-            if note:
-                self.report.conflict(path=obs.path, kind="delete-vs-edit", kept=source)
-                self.log.warning("edit wins over delete", extra={"path": obs.path, "kept": source})
-        elif kind == "merge":
-            self._merge(obs)
-        elif kind == "disown":
-            entry = self.state.get(obs.path)
-            assert entry is not None and obs.windows is not None and obs.nfs is not None
-            self._agree(obs.path, entry_from(obs.nfs, obs.windows, None, by_agent=False))
-        elif kind == "keep-both":
-            self._save_nfs_version_beside(obs)
-
-    def _copy(self, obs: Observed, source: str, dest: str, *, by_agent: bool | None = None) -> None:
-        src_sig = obs.nfs if source == NFS else obs.windows
-        dst_sig = obs.windows if source == NFS else obs.nfs
-        assert src_sig is not None
-        started = self.clock()
-        tree = self.trees[dest]
-        if src_sig.is_dir:
-            if dst_sig is not None and not dst_sig.is_dir:
-                raise DestinationChanged(obs.path)
-            new = tree.mkdir(obs.path)
-        else:
-            if dst_sig is not None and dst_sig.is_dir:
-                self.report.error(path=obs.path, error="a file on one side is a folder on the other")
-                return
-            new = tree.copy_from(self.trees[source], obs.path, src_sig, dest_expected=dst_sig)
-        nfs, windows = (src_sig, new) if source == NFS else (new, src_sig)
-        agent_wrote_windows = dest == WINDOWS if by_agent is None else by_agent
-        self._agree(obs.path, entry_from(nfs, windows, None, by_agent=agent_wrote_windows))
-        self._log_action(obs.path, source, dest, src_sig, started)
-
-    def _merge(self, obs: Observed) -> None:
-        """Both sides changed: equal content agrees, else both versions survive on both sides."""
-        nfs, windows = obs.nfs, obs.windows
-        assert nfs is not None and windows is not None
-        if nfs.is_dir and windows.is_dir:
-            self._agree(obs.path, entry_from(nfs, windows, None, by_agent=False))
-            return
-        if not nfs.is_dir and not windows.is_dir and nfs.size == windows.size:
-            digest = self.trees[NFS].hash(obs.path)
-            if digest == self.trees[WINDOWS].hash(obs.path):
-                self._agree(obs.path, entry_from(nfs, windows, digest, by_agent=False))
-                self._forget_unsettled(obs.path)
-                return
-        if nfs.is_dir or windows.is_dir:
-            self.report.error(path=obs.path, error="a file on one side is a folder on the other")
-            return
-        winner, loser = self._latest_change(obs)
-        when = time.time()
-        saved = conflict_name(obs.path, loser, when)
-        loser_tree, winner_tree = self.trees[loser], self.trees[winner]
-        loser_sig = obs.nfs if loser == NFS else obs.windows
-        loser_tree.rename(obs.path, saved)
-        copy_sig = winner_tree.copy_from(loser_tree, saved, loser_sig, dest_expected=None)
-        saved_obs = Observed(saved, *((loser_sig, copy_sig) if loser == NFS else (copy_sig, loser_sig)))
-        self._agree(saved, entry_from(saved_obs.nfs, saved_obs.windows, None,
-                                         by_agent=winner == WINDOWS))
-        winner_obs = Observed(obs.path, obs.nfs if winner == NFS else None,
-                              obs.windows if winner == WINDOWS else None)
-        self._copy(winner_obs, winner, loser)
-        self.report.conflict(path=obs.path, kind="both-changed", kept=winner, saved_as=saved)
-        self.log.warning("conflict", extra={"path": obs.path, "kept": winner, "saved_as": saved})
-
-    def _latest_change(self, obs: Observed) -> tuple[str, str]:
-        """(winner, loser): the side whose change the agent saw last keeps the name.
-
-        Changes first seen within a second of each other (e.g. both made while the agent was
-        down) are ordered by mtime; Windows wins a tie.
+        NFS: a path gone and a new one with the same inode (and size and mtime for files).
+        Windows (fake inodes): a file with the same size, mtime and content; a folder whose
+        files match by name, size and mtime; a name that changed only in case.
         """
-        n = self.unsettled.get((NFS, obs.path), (None, 0.0, 0.0))[2]
-        w = self.unsettled.get((WINDOWS, obs.path), (None, 0.0, 0.0))[2]
-        if abs(n - w) <= 1.0:
-            assert obs.nfs is not None and obs.windows is not None
-            n, w = obs.nfs.mtime_ns // 10**9, obs.windows.mtime_ns // 10**9
-        return (NFS, WINDOWS) if n > w else (WINDOWS, NFS)
+        done = self._case_renames(items)
+        for side in (NFS, WINDOWS):
+            gone: dict[object, Item] = {}
+            for item in items:
+                entry = self.state.get(item.path)
+                other = _other(side)
+                if entry is not None and item.sig(side) is None and \
+                        classify(item.sig(other), entry, other) is Change.UNCHANGED:
+                    gone.setdefault(self._rename_key(side, item.path, entry), item)
+            if not gone:
+                continue
+            for item in items:
+                if item.path in done or self.state.get(item.path) is not None:
+                    continue
+                sig = item.sig(side)
+                if sig is None or item.sig(_other(side)) is not None or not item.win:
+                    continue
+                old = gone.get(self._new_key(side, item, sig))
+                if old is None or old.path in done or not self._confirm(side, old, item):
+                    continue
+                try:
+                    self._rename(side, old, item)
+                except Exception as exc:
+                    self.log.info("rename not possible", extra={"path": names.display(item.path),
+                                                                "why": str(exc)})
+                    continue
+                done |= {old.path, item.path}
+        if not done:
+            return items
+        moved = [p for p in done]
+        return [i for i in items if not any(i.path == p or i.path.startswith(p + "/") for p in moved)]
 
-    def _save_nfs_version_beside(self, obs: Observed) -> None:
-        """to-windows: a tester's Windows file is never replaced; the NFS version goes beside it."""
-        assert obs.nfs is not None
-        saved = conflict_name(obs.path, NFS, time.time())
-        self.trees[WINDOWS].copy_from(self.trees[NFS], obs.path, obs.nfs, dest=saved,
-                                               dest_expected=None)
-        assert obs.windows is not None
-        self._agree(obs.path, entry_from(obs.nfs, obs.windows, None, by_agent=False))
-        self.report.conflict(path=obs.path, kind="tester-file-kept", saved_as=saved)
-        self.log.warning("tester file kept", extra={"path": obs.path, "saved_as": saved})
+    def _case_renames(self, items: list[Item]) -> set[str]:
+        """A Windows name that changed only in case renames the NFS path too, if that is free."""
+        done: set[str] = set()
+        for item in items:
+            entry = self.state.get(item.path)
+            if entry is None or not item.win or item.win == entry.win or item.windows is None \
+                    or item.nfs is None:
+                continue
+            new_path = str(PurePosixPath(item.path).with_name(names.decode(PurePosixPath(item.win).name)))
+            if new_path == item.path or self.state.get(new_path) or self.trees[NFS].stat(new_path):
+                continue
+            old = Item(item.path, entry.win, item.nfs, None)
+            new = Item(new_path, item.win, None, item.windows)
+            try:
+                self._rename(WINDOWS, old, new)
+            except Exception as exc:
+                self.log.info("rename not possible", extra={"path": names.display(new_path),
+                                                            "why": str(exc)})
+                continue
+            done |= {item.path, new_path}
+        return done
 
-    def _delete(self, deletions: list[tuple[Observed, str]]) -> None:
-        """Propagate deletions unless a guard holds them all (emptied root, mass deletion).
+    def _rename_key(self, side: str, path: str, entry: Entry) -> object:
+        if side == NFS:
+            return ("dir", entry.nfs_ino) if entry.is_dir else ("file", entry.nfs_ino, entry.size,
+                                                               entry.nfs_mtime)
+        if entry.is_dir:
+            return ("dir", self._children_signature_from_state(path))
+        return ("file", entry.size, entry.win_mtime)
 
-        Deletions propagated in the last ``DELETE_WINDOW`` seconds count too, so a mass
-        deletion arriving in several batches of events is still caught.
+    def _new_key(self, side: str, item: Item, sig: Sig) -> object:
+        if side == NFS:
+            return ("dir", sig.ino) if sig.is_dir else ("file", sig.ino, sig.size, sig.mtime_ns)
+        if sig.is_dir:
+            return ("dir", self._children_signature_on_windows(item.win))
+        return ("file", sig.size, sig.mtime_ns)
+
+    def _children_signature_from_state(self, path: str) -> frozenset[tuple[str, int, int]] | None:
+        prefix = len(path) + 1
+        children = frozenset((p[prefix:], self.state.entries[p].size, self.state.entries[p].win_mtime)
+                             for p in self.state.under(path) if not self.state.entries[p].is_dir)
+        return children or None
+
+    def _children_signature_on_windows(self, win: str) -> frozenset[tuple[str, int, int]] | None:
+        prefix = len(win) + 1
+        children = frozenset((names.decode_path(w[prefix:]), s.size, s.mtime_ns)
+                             for w, s in self.trees[WINDOWS].scan(win).items() if s.is_file)
+        return children or None
+
+    def _confirm(self, side: str, old: Item, new: Item) -> bool:
+        """A Windows file rename is confirmed by content (size and mtime may coincide)."""
+        entry = self.state.get(old.path)
+        if side == NFS or entry is None or entry.is_dir:
+            return entry is not None
+        try:
+            return bool(entry.sha) and self.trees[WINDOWS].hash(new.win) == entry.sha
+        except OSError:
+            return False
+
+    def _rename(self, side: str, old: Item, new: Item) -> None:
+        """``old`` became ``new`` on ``side``: rename it on the other side too, and in the state."""
+        other = _other(side)
+        entry = self.state.get(old.path)
+        assert entry is not None
+        if side == NFS:
+            # A new name differing only in case takes the old one's place, not an alternative.
+            parent = self.win_path(_parent(new.path)) if _parent(new.path) else ""
+            plain = names.encode(PurePosixPath(new.path).name)
+            plain = f"{parent}/{plain}" if parent else plain
+            if names.case_key(plain) == names.case_key(old.win):
+                new.win = plain
+        sig = self.trees[other].rename(old.name(other), new.name(other))
+        self._move_state(old.path, new.path, old.win, new.win)
+        moved = self.state.get(new.path)
+        assert moved is not None
+        side_sig = new.sig(side)
+        assert side_sig is not None
+        nfs, windows = (side_sig, sig) if side == NFS else (sig, side_sig)
+        self.state.put(new.path, agreed_entry(new.win, nfs, windows, moved.sha, by_agent=moved.by_agent))
+        self.report.renamed += 1
+        self.pending.pop(old.path, None)
+        self.pending.pop(new.path, None)
+        self.log.info("rename", extra={"direction": f"{side}->{other}",
+                                       "from": names.display(old.path), "to": names.display(new.path)})
+
+    def _move_state(self, old: str, new: str, old_win: str, new_win: str) -> None:
+        """Re-key the entry of ``old`` and everything below it to ``new``."""
+        for path in [old, *self.state.under(old)]:
+            entry = self.state.get(path)
+            if entry is None:
+                continue
+            suffix = path[len(old):]
+            win_suffix = entry.win[len(old_win):] if entry.win.startswith(old_win) else suffix
+            self.state.drop(path)
+            self.state.put(new + suffix, entry._replace(win=new_win + win_suffix))
+
+    # -- deletions ---------------------------------------------------------------------------
+
+    def release(self) -> int:
+        """Let the deletions held now through at the next pass; return how many there are."""
+        self._release = True
+        self.problems.retry_now(self._held)
+        return len(self._held)
+
+    def _delete(self, deletions: list[tuple[Item, str]]) -> None:
+        """Propagate deletions unless the mass-deletion guard holds them.
+
+        Deletions propagated in the last ``DELETE_WINDOW`` seconds count too, so a mass deletion
+        arriving in several batches of events is still caught; fewer than ``MIN_HELD`` files
+        (small folders, check-sync's cleanup) are never held.
         """
         now = self.clock()
         self._recent_deletes = [(t, n) for t, n in self._recent_deletes if now - t < DELETE_WINDOW]
         if not deletions:
+            self._held &= set(self.state.entries)
             self.report.held_deletions = len(self._held)
             return
-        files = sum(1 for obs, dest in deletions if not _sig_of(obs, dest).is_dir)
+        files = sum(1 for item, dest in deletions if not (item.sig(dest) or _DIR).is_dir)
         recent = sum(n for _, n in self._recent_deletes)
         tracked = self.state.files()
         reason = None
-        for side in sorted({self._other(dest) for _, dest in deletions}):
-            if tracked and self.trees[side].is_empty():
-                reason = f"the {side} side is empty"
-        if reason is None and files and files + recent > self.max_delete_fraction * (tracked + recent):
-            reason = f"{files + recent} of {tracked + recent} files would be deleted"
+        if files + recent >= MIN_HELD and not self._release:
+            for side in sorted({_other(dest) for _, dest in deletions}):
+                if tracked and self.trees[side].is_empty():
+                    reason = f"the {side} side is empty"
+            if reason is None and files + recent > self.settings.max_delete_fraction * (tracked + recent):
+                reason = f"{files + recent} of {tracked + recent} files would be deleted"
         if reason:
-            held = {obs.path for obs, _ in deletions}
+            held = {item.path for item, _ in deletions}
             if not held <= self._held:
                 self.log.error("deletions held", extra={"reason": reason, "count": len(held)})
-                self.report.error(error=f"deletions held: {reason}", count=len(held))
+            for item, dest in deletions:
+                self.problems.report(dest, item.path, f"deletion held: {reason}; run `invoke release` "
+                                     f"to let them through, or delete them on the {dest} side too",
+                                     policy=True, unsynced=False, quiet=True)
             self._held = held
             self.report.held_deletions = len(held)
             return
+        self._release = False
         self._held = set()
         self.report.held_deletions = 0
         done = 0
-        for obs, dest in sorted(deletions, key=lambda d: d[0].path, reverse=True):
+        for item, dest in sorted(deletions, key=lambda d: d[0].path, reverse=True):
             started = self.clock()
-            expected = _sig_of(obs, dest)
+            expected = item.sig(dest)
+            entry = self.state.get(item.path)
             try:
-                if self.trees[dest].remove(obs.path, expected):
-                    self.state.drop(obs.path)
-                    done += not expected.is_dir
-                    self._log_action(obs.path, self._other(dest), dest, None, started, "delete")
-            except DestinationChanged:
-                self._mark_unsettled(obs.path)
-            except OSError as exc:
-                self.report.error(path=obs.path, error=str(exc))
+                if expected is None or self.trees[dest].remove(
+                        item.name(dest), expected, entry.sha if entry and dest == WINDOWS else None):
+                    self.state.drop(item.path)
+                    self.pending.pop(item.path, None)
+                    self.problems.resolve(item.path)
+                    done += expected is not None and not expected.is_dir
+                    self.report.deleted += 1
+                    self._log_action(item.path, _other(dest), dest, None, started, "delete")
+            except Exception as exc:
+                self._failed(item, exc, Action(Do.DELETE, dest=dest))
         self._recent_deletes.append((now, done))
 
-    @staticmethod
-    def _other(side: str) -> str:
-        return WINDOWS if side == NFS else NFS
-
     def _log_action(self, path: str, source: str, dest: str, sig: Sig | None, started: float,
-                    action: str = "copy") -> None:
+                    action: str) -> None:
         self.log.info(action, extra={
-            "direction": f"{source}->{dest}", "path": path,
+            "direction": f"{source}->{dest}", "path": names.display(path),
             "bytes": 0 if sig is None or sig.is_dir else sig.size,
             "ms": round((self.clock() - started) * 1000, 1),
         })
+
+
+_DIR = Sig(Kind.DIR, 0, 0, 0, 0, False)
+_FILE = Sig(Kind.FILE, 0, 0, 0, 0, False)
+

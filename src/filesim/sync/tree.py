@@ -1,4 +1,9 @@
-"""One side of the sync: a folder tree, scanned cheaply and written safely."""
+"""One side of the sync: a folder tree, listed cheaply, written safely, never through a symlink.
+
+Every operation walks directory file descriptors with ``O_NOFOLLOW``: NFS clients are untrusted
+and a symlink they plant (``reports -> /``) must never steer where the agent reads or writes.
+Symlinks and special files are reported (by their kind), never followed or copied.
+"""
 
 from __future__ import annotations
 
@@ -10,31 +15,55 @@ import os
 import re
 import secrets
 import stat
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from enum import IntEnum
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO, NamedTuple
+from typing import NamedTuple
 
-MARKER = ".filesim-share"
+from filesim.sync.names import case_key
+from filesim.sync.status import HIDDEN, MARKER, PROBE_PREFIX
+
 TEMP_PREFIX = ".filesim-tmp."
-#: Files that `invoke probe-windows` writes to prove the share is live; never synced.
-PROBE_PREFIX = ".filesim-probe."
 CHUNK = 1 << 20
-# getattr: the toolkit imports this module on Windows too (the agent itself runs on Linux).
-DIR_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0)
+DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | getattr(os, "O_NOATIME", 0)
+IGNORED_PREFIXES = (TEMP_PREFIX, PROBE_PREFIX)
+ROOT_IGNORED = (MARKER, HIDDEN)
+
+
+class Kind(IntEnum):
+    """What an entry is."""
+
+    FILE = 1
+    DIR = 2
+    SYMLINK = 3
+    OTHER = 4  # sockets, fifos, devices
 
 
 class Sig(NamedTuple):
     """What a scan sees of an entry: enough to notice a change without reading it.
 
-    A tuple, so building and comparing millions of them (a poll every interval) stays cheap.
+    ``ino`` and ``ctime_ns`` are 0 on the Windows side, whose 9p server derives inode numbers
+    from the size; ``ctime_ns`` catches edits on the NFS side that keep size and mtime.
     """
 
-    is_dir: bool
+    kind: int
     size: int
     mtime_ns: int
+    ino: int
+    ctime_ns: int
+    readonly: bool
 
+    @property
+    def is_dir(self) -> bool:
+        """A folder."""
+        return self.kind == Kind.DIR
 
-DIR_SIG = Sig(True, 0, 0)
+    @property
+    def is_file(self) -> bool:
+        """A regular file."""
+        return self.kind == Kind.FILE
 
 
 class Poll(NamedTuple):
@@ -57,62 +86,165 @@ class DestinationChanged(Exception):
     """The destination changed since it was last seen; it was left alone."""
 
 
-IGNORED_PREFIXES = (TEMP_PREFIX, PROBE_PREFIX)
+class Blocked(OSError):
+    """A path's folder is a symlink or a file on this side: nothing is written through it."""
 
 
-def ignored(name: str) -> bool:
-    """Entries the agent never syncs: its own temp files and probe files."""
-    return name.startswith(IGNORED_PREFIXES)
+@dataclass(frozen=True)
+class Copied:
+    """What a copy produced.
+
+    The destination's new signature, the content hash, and the signature of the source version
+    that was copied (it may differ from the path's current one when a busy file was published).
+    """
+
+    dest: Sig
+    sha: str
+    source: Sig
+
+
+def new_hash() -> hashlib.blake2b:
+    """The content hash the agent records (fast; identity, not security)."""
+    return hashlib.blake2b(digest_size=20)
+
+
+def ignored(directory: str, name: str) -> bool:
+    """Entries the agent never syncs: its temp and probe files, the marker and its folder."""
+    return name.startswith(IGNORED_PREFIXES) or (not directory and name in ROOT_IGNORED)
+
+
+def kind_of(mode: int) -> Kind:
+    """The kind of an entry from its ``st_mode``."""
+    if stat.S_ISREG(mode):
+        return Kind.FILE
+    if stat.S_ISDIR(mode):
+        return Kind.DIR
+    return Kind.SYMLINK if stat.S_ISLNK(mode) else Kind.OTHER
 
 
 class Tree:
-    """A folder tree addressed by POSIX paths relative to its root."""
+    """A folder tree addressed by POSIX paths relative to its root.
 
-    def __init__(self, root: Path, name: str, *, file_mode: int | None = None,
-                 dir_mode: int | None = None):
+    Attributes:
+        windows: the Windows side (fake inodes, whole-second mtimes: no ino/ctime in sigs).
+        case_insensitive: names differing only in case are one entry (probed at start).
+        file_mode, dir_mode: modes of what the agent creates (None: leave to the umask).
+        keep: called with (parent fd, name, path) before the agent deletes or replaces a file
+            here, to keep it (the Windows side's versions).
+    """
+
+    def __init__(self, root: Path, name: str, *, windows: bool = False,
+                 file_mode: int | None = None, dir_mode: int | None = None,
+                 keep: Callable[[int, str, str], None] | None = None):
         self.root = root
         self.name = name
+        self.windows = windows
+        self.case_insensitive = False
         self.file_mode = file_mode
         self.dir_mode = dir_mode
+        self.keep = keep
 
     def path(self, rel: str) -> Path:
-        """The absolute path of ``rel``."""
+        """The absolute path of ``rel`` (for messages; operations never resolve it)."""
         return self.root / rel
 
-    def stat(self, rel: str) -> Sig | None:
-        """The signature of one entry, or None if it does not exist (or is not a file/dir)."""
+    def sig(self, st: os.stat_result) -> Sig:
+        """The signature of a stat result on this side."""
+        kind = kind_of(st.st_mode)
+        readonly = not st.st_mode & 0o200
+        if kind == Kind.DIR:
+            return Sig(Kind.DIR, 0, 0, 0 if self.windows else st.st_ino, 0, False)
+        if self.windows:
+            return Sig(kind, st.st_size, st.st_mtime_ns, 0, 0, readonly)
+        return Sig(kind, st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns, readonly)
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def walk_dir(self, rel: str, *, create: bool = False) -> int:
+        """An fd of the folder ``rel``, reached without following any symlink.
+
+        Raises Blocked if a component is a symlink or not a folder, FileNotFoundError if it is
+        missing (unless ``create``), SideUnavailable if the root cannot be opened.
+        """
         try:
-            st = os.lstat(self.path(rel))
-        except FileNotFoundError:
-            return None
-        except NotADirectoryError:
-            return None
+            fd = os.open(self.root, DIR_FLAGS)
         except OSError as exc:
             raise SideUnavailable(f"{self.name}: {exc}") from exc
-        return _sig(st)
+        for part in (p for p in rel.split("/") if p):
+            try:
+                try:
+                    child = os.open(part, DIR_FLAGS, dir_fd=fd)
+                except FileNotFoundError:
+                    if not create:
+                        raise
+                    with contextlib.suppress(FileExistsError):
+                        os.mkdir(part, 0o777, dir_fd=fd)
+                        if self.dir_mode is not None:
+                            os.chmod(part, self.dir_mode, dir_fd=fd)
+                    child = os.open(part, DIR_FLAGS, dir_fd=fd)
+            except OSError as exc:
+                os.close(fd)
+                if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                    raise Blocked(exc.errno, f"{part} is not a folder on the {self.name} side",
+                                  rel) from None
+                raise
+            os.close(fd)
+            fd = child
+        return fd
+
+    def stat(self, rel: str) -> Sig | None:
+        """The signature of one entry (exact name, symlinks not followed), or None if absent."""
+        parent, name = _split(rel)
+        try:
+            fd = self.walk_dir(parent)
+        except (FileNotFoundError, Blocked):
+            return None
+        try:
+            if self.case_insensitive and name not in os.listdir(fd):
+                return None
+            return self.sig(os.stat(name, dir_fd=fd, follow_symlinks=False))
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            if exc.errno in (errno.EIO, errno.ENOTCONN):
+                raise SideUnavailable(f"{self.name}: {exc}") from exc
+            return None
+        finally:
+            os.close(fd)
 
     def scan(self, rel: str = "") -> dict[str, Sig]:
         """Signatures of every entry below ``rel`` (not ``rel`` itself), recursively."""
         found: dict[str, Sig] = {}
+        stat_at, sig = os.stat, self.sig
         for directory, names, fd in self._directories(rel):
             prefix = f"{directory}/" if directory else ""
             for name in names:
-                sig = _stat_at(fd, name)
-                if sig is not None:
-                    found[prefix + name] = sig
+                with contextlib.suppress(FileNotFoundError):
+                    found[prefix + name] = sig(stat_at(name, dir_fd=fd, follow_symlinks=False))
+        return found
+
+    def view(self, rels: Iterable[str]) -> dict[str, Sig]:
+        """Each of ``rels`` that exists (exact name) and everything below those that are folders."""
+        found: dict[str, Sig] = {}
+        for rel in rels:
+            sig = self.stat(rel)
+            if sig is not None:
+                found[rel] = sig
+                if sig.is_dir:
+                    with contextlib.suppress(SideUnavailable):
+                        found.update(self.scan(rel))
         return found
 
     def poll(self, agreed: Mapping[str, Sig]) -> Poll:
         """Compare the whole tree with ``agreed`` signatures; only differences are kept.
 
-        This runs every interval over the Windows share, so it is written for speed: a
-        matching entry costs one stat relative to its open directory (cheaper than
-        DirEntry.stat) and no allocation kept; the cyclic GC is paused meanwhile. Deletions
-        are looked for only when fewer agreed paths were seen than there are.
+        This runs every interval over the Windows share, so a matching entry costs one stat
+        relative to its open folder and no allocation kept; the cyclic GC is paused meanwhile.
+        Deletions are looked for only when fewer agreed paths were seen than there are.
         """
         changed: dict[str, Sig] = {}
         matched = total = 0
-        get, stat_at = agreed.get, os.stat
+        get, stat_at, sig_of = agreed.get, os.stat, self.sig
         gc_was_enabled = gc.isenabled()
         gc.disable()
         try:
@@ -120,58 +252,45 @@ class Tree:
                 prefix = f"{directory}/" if directory else ""
                 for name in names:
                     try:
-                        st = stat_at(name, dir_fd=fd, follow_symlinks=False)
+                        sig = sig_of(stat_at(name, dir_fd=fd, follow_symlinks=False))
                     except FileNotFoundError:
                         continue
-                    kind = st.st_mode & 0o170000
                     path = prefix + name
-                    known = get(path)
-                    if kind == 0o100000:
-                        total += 1
-                        if (known is not None and known[2] == st.st_mtime_ns
-                                and known[1] == st.st_size and not known[0]):
-                            matched += 1
-                        else:
-                            changed[path] = Sig(False, st.st_size, st.st_mtime_ns)
-                    elif kind == 0o040000:
-                        total += 1
-                        if known is DIR_SIG or known == DIR_SIG:
-                            matched += 1
-                        else:
-                            changed[path] = DIR_SIG
+                    total += 1
+                    if get(path) == sig:
+                        matched += 1
+                    else:
+                        changed[path] = sig
         finally:
             if gc_was_enabled:
                 gc.enable()
         deleted: set[str] = set()
         if matched + sum(1 for p in changed if p in agreed) < len(agreed):
-            seen_all = {f"{d}/{n}" if d else n for d, names, _ in self._directories("")
-                        for n in names}
-            deleted = agreed.keys() - seen_all
+            seen = {f"{d}/{n}" if d else n for d, names, _ in self._directories("") for n in names}
+            deleted = agreed.keys() - seen
         return Poll(changed, deleted, total)
 
     def _directories(self, rel: str) -> Iterator[tuple[str, list[str], int]]:
         """(folder, entry names, open fd of the folder) for ``rel`` and every folder below it.
 
-        Names exclude temp and probe files and, at the root, the marker. The fd is valid
-        until the next item is asked for.
+        Names exclude what :func:`ignored` names; symlinked folders are not entered. The fd is
+        valid until the next item is asked for.
         """
         stack = [rel]
         while stack:
             current = stack.pop()
             try:
-                fd = os.open(self.path(current) if current else self.root, DIR_FLAGS)
-            except (FileNotFoundError, NotADirectoryError):
+                fd = self.walk_dir(current)
+            except (FileNotFoundError, Blocked):
                 if not current:
                     raise SideUnavailable(f"{self.name}: root {self.root} is missing") from None
                 continue
-            except OSError as exc:
-                raise SideUnavailable(f"{self.name}: {exc}") from exc
             try:
                 with os.scandir(fd) as entries:
                     names = []
                     for entry in entries:
                         name = entry.name
-                        if name.startswith(IGNORED_PREFIXES) or (not current and name == MARKER):
+                        if ignored(current, name):
                             continue
                         names.append(name)
                         if entry.is_dir(follow_symlinks=False):
@@ -181,6 +300,210 @@ class Tree:
                 raise SideUnavailable(f"{self.name}: {exc}") from exc
             finally:
                 os.close(fd)
+
+    def listing(self, rel: str) -> list[str]:
+        """The exact names in the folder ``rel`` (ignored ones left out); [] if it is missing."""
+        try:
+            fd = self.walk_dir(rel)
+        except (FileNotFoundError, Blocked):
+            return []
+        try:
+            return [n for n in os.listdir(fd) if not ignored(rel, n)]
+        finally:
+            os.close(fd)
+
+    def hash(self, rel: str, limit: int | None = None) -> str:
+        """The content hash of one file (of its first ``limit`` bytes if given)."""
+        fd = self._open_file(rel)
+        try:
+            digest = new_hash()
+            remaining = limit
+            while remaining is None or remaining > 0:
+                chunk = os.read(fd, CHUNK if remaining is None else min(CHUNK, remaining))
+                if not chunk:
+                    break
+                digest.update(chunk)
+                if remaining is not None:
+                    remaining -= len(chunk)
+            return digest.hexdigest()
+        finally:
+            os.close(fd)
+
+    def _open_file(self, rel: str) -> int:
+        parent, name = _split(rel)
+        fd = self.walk_dir(parent)
+        try:
+            return os.open(name, READ_FLAGS, dir_fd=fd)
+        finally:
+            os.close(fd)
+
+    # -- writing -----------------------------------------------------------------------------
+
+    def copy_from(self, source: Tree, rel: str, expected: Sig, *, dest: str | None = None,
+                  dest_expected: Sig | None = None, dest_sha: str | None = None,
+                  busy_ok: bool = False, set_aside: str | None = None) -> Copied:
+        """Copy the file ``rel`` of ``source`` to ``dest`` (default ``rel``) here.
+
+        The copy goes to a hidden temp file in the destination folder and is renamed into
+        place only if the copied version is whole (the source did not change while it was
+        read, or only grew and kept its prefix, which is then what is published) and the
+        destination is still what was last seen (``dest_expected``; None: absent; on the
+        Windows side its content must also hash to ``dest_sha``). Unless ``busy_ok``, the
+        source's path must also still name the copied version. A replaced file is kept first,
+        or renamed to ``set_aside`` (a conflict copy in the same folder) just before.
+        """
+        dest = dest or rel
+        parent, name = _split(dest)
+        src_fd = source._open_file(rel)
+        out_dir = None
+        temp = None
+        try:
+            before = os.fstat(src_fd)
+            copied_sig = source.sig(before)
+            if not copied_sig.is_file or not _same_version(copied_sig, expected):
+                raise SourceChanged(rel)
+            out_dir = self.walk_dir(parent, create=True)
+            temp = f"{TEMP_PREFIX}{secrets.token_hex(4)}.{name}"
+            temp = os.fsencode(temp)[:255].decode(errors="surrogateescape")
+            mode = self.file_mode if self.file_mode is not None else 0o666
+            out = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                          mode, dir_fd=out_dir)
+            try:
+                length, sha = _copy_data(src_fd, out, before.st_size)
+                after = os.fstat(src_fd)
+                if (after.st_mtime_ns, after.st_size, after.st_ctime_ns) != (
+                        before.st_mtime_ns, before.st_size, before.st_ctime_ns):
+                    if not (busy_ok and after.st_size >= length
+                            and source.hash(rel, limit=length) == sha):
+                        raise SourceChanged(rel)
+                    copied_sig = copied_sig._replace(size=length)  # the stable prefix
+                    os.ftruncate(out, length)
+                if self.file_mode is not None:
+                    os.fchmod(out, self.file_mode & ~0o222 if expected.readonly else self.file_mode)
+            finally:
+                os.close(out)
+            if not busy_ok and source.stat(rel) != expected:
+                raise SourceChanged(rel)
+            self._expect(out_dir, dest, dest_expected, dest_sha)
+            if set_aside is not None and dest_expected is not None:
+                aside = _split(set_aside)[1]
+                with contextlib.suppress(FileNotFoundError):
+                    os.stat(aside, dir_fd=out_dir, follow_symlinks=False)
+                    raise FileExistsError(errno.EEXIST, "exists", set_aside)
+                os.rename(name, aside, src_dir_fd=out_dir, dst_dir_fd=out_dir)
+            elif dest_expected is not None:
+                self._make_way(out_dir, name, dest, dest_expected)
+            os.rename(temp, name, src_dir_fd=out_dir, dst_dir_fd=out_dir)
+            temp = None
+            new = self.sig(os.stat(name, dir_fd=out_dir, follow_symlinks=False))
+            if self.windows and expected.readonly and not new.readonly:
+                os.chmod(name, 0o444, dir_fd=out_dir)
+                new = self.sig(os.stat(name, dir_fd=out_dir, follow_symlinks=False))
+            return Copied(new, sha, copied_sig)
+        finally:
+            os.close(src_fd)
+            if out_dir is not None:
+                if temp is not None:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(temp, dir_fd=out_dir)
+                os.close(out_dir)
+
+    def _expect(self, dir_fd: int, rel: str, expected: Sig | None, sha: str | None) -> None:
+        """Raise DestinationChanged unless ``rel`` is what was last seen (absent if None)."""
+        name = _split(rel)[1]
+        try:
+            current = self.sig(os.stat(name, dir_fd=dir_fd, follow_symlinks=False))
+        except FileNotFoundError:
+            current = None
+        if current is not None and self.case_insensitive and name not in os.listdir(dir_fd):
+            raise DestinationChanged(rel)  # another name, differing only in case, holds the place
+        if current != expected and not (
+                current is not None and expected is not None and current.is_dir and expected.is_dir):
+            raise DestinationChanged(rel)
+        if self.windows and sha and current is not None and current.is_file \
+                and self.hash(rel) != sha:
+            raise DestinationChanged(rel)  # same size and mtime, other content (9p cannot tell)
+
+    def _make_way(self, dir_fd: int, name: str, rel: str, current: Sig) -> None:
+        """Before replacing ``name``: keep it, and make a read-only Windows file writable."""
+        if current.is_file and self.keep is not None:
+            if current.readonly:
+                os.chmod(name, 0o666, dir_fd=dir_fd)
+            self.keep(dir_fd, name, rel)
+
+    def mkdir(self, rel: str) -> Sig:
+        """Create a folder (and its parents) with ``dir_mode``; return its signature."""
+        os.close(self.walk_dir(rel, create=True))
+        sig = self.stat(rel)
+        if sig is None or not sig.is_dir:
+            raise DestinationChanged(rel)
+        return sig
+
+    def rename(self, old: str, new: str) -> Sig:
+        """Rename an entry within this tree, never replacing one (names may differ in case only)."""
+        old_parent, old_name = _split(old)
+        new_parent, new_name = _split(new)
+        src = self.walk_dir(old_parent)
+        try:
+            dst = self.walk_dir(new_parent, create=True)
+            try:
+                case_only = old_parent == new_parent and case_key(old_name) == case_key(new_name)
+                if not case_only:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.stat(new_name, dir_fd=dst, follow_symlinks=False)
+                        raise FileExistsError(errno.EEXIST, "exists", new)
+                os.rename(old_name, new_name, src_dir_fd=src, dst_dir_fd=dst)
+                return self.sig(os.stat(new_name, dir_fd=dst, follow_symlinks=False))
+            finally:
+                os.close(dst)
+        finally:
+            os.close(src)
+
+    def remove(self, rel: str, expected: Sig, sha: str | None = None) -> bool:
+        """Delete a file, or an empty folder, if it still is ``expected``; True if gone.
+
+        A file is kept first (see ``keep``); a folder that is not empty stays (False).
+        """
+        parent, name = _split(rel)
+        try:
+            fd = self.walk_dir(parent)
+        except (FileNotFoundError, Blocked):
+            return True
+        try:
+            try:
+                self._expect(fd, rel, expected, sha)
+            except DestinationChanged:
+                if self.stat(rel) is None:
+                    return True
+                raise
+            try:
+                if expected.is_dir:
+                    os.rmdir(name, dir_fd=fd)
+                else:
+                    self._make_way(fd, name, rel, expected)
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(name, dir_fd=fd)
+            except OSError as exc:
+                if exc.errno in (errno.ENOTEMPTY, errno.EEXIST):
+                    return False
+                if exc.errno != errno.ENOENT:
+                    raise
+            return True
+        finally:
+            os.close(fd)
+
+    def set_readonly(self, rel: str, readonly: bool) -> Sig:
+        """Make one file read-only or writable; return its new signature."""
+        parent, name = _split(rel)
+        fd = self.walk_dir(parent)
+        try:
+            base = self.file_mode if self.file_mode is not None else 0o666
+            os.chmod(name, base & ~0o222 if readonly else base | 0o200, dir_fd=fd)
+            return self.sig(os.stat(name, dir_fd=fd, follow_symlinks=False))
+        finally:
+            os.close(fd)
+
+    # -- the whole tree ----------------------------------------------------------------------
 
     def usage(self) -> dict[str, int] | None:
         """Bytes used and the size of the filesystem holding the tree (None if unreadable)."""
@@ -197,111 +520,88 @@ class Tree:
         except OSError:
             return False
 
+    def probe_case_insensitive(self) -> bool:
+        """Find out (as Mutagen does) whether names differing only in case are one entry here."""
+        probe = f"{TEMP_PREFIX}case-{secrets.token_hex(4)}"
+        try:
+            fd = self.walk_dir("")
+        except SideUnavailable:
+            return self.case_insensitive
+        try:
+            os.close(os.open(probe + "a", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600, dir_fd=fd))
+            try:
+                os.stat(probe.upper() + "A", dir_fd=fd, follow_symlinks=False)
+                self.case_insensitive = True
+            except FileNotFoundError:
+                self.case_insensitive = False
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(probe + "a", dir_fd=fd)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+        return self.case_insensitive
+
     def remove_temp_files(self) -> int:
         """Delete temp files a killed agent left behind; return how many."""
         removed = 0
-        for dirpath, _, filenames in os.walk(self.root):
-            for name in filenames:
+        for _, _, fd in self._directories(""):
+            for name in os.listdir(fd):
                 if name.startswith(TEMP_PREFIX):
-                    try:
-                        os.unlink(os.path.join(dirpath, name))
+                    with contextlib.suppress(FileNotFoundError, IsADirectoryError):
+                        os.unlink(name, dir_fd=fd)
                         removed += 1
-                    except FileNotFoundError:
-                        pass
         return removed
 
-    def copy_from(self, source: Tree, rel: str, expected: Sig, *, dest: str | None = None,
-                  dest_expected: Sig | bool | None = None) -> Sig:
-        """Copy ``rel`` of ``source`` to ``dest`` (default ``rel``) here; return the new signature.
-
-        The copy goes to a hidden temp file in the destination folder and is renamed into place
-        only if the source still matches ``expected`` and the destination still matches
-        ``dest_expected`` (None: must not exist; True: anything).
-        """
-        dest = dest or rel
-        target = self.path(dest)
-        parent = str(PurePosixPath(dest).parent)
-        if parent != ".":
-            self.mkdir(parent)
-        temp = target.with_name(f"{TEMP_PREFIX}{secrets.token_hex(4)}.{target.name}"[:255])
-        try:
-            with open(source.path(rel), "rb") as src, open(temp, "xb") as out:
-                _copy_data(src, out)
-            if self.file_mode is not None:
-                os.chmod(temp, self.file_mode)
-            if source.stat(rel) != expected:
-                raise SourceChanged(rel)
-            if dest_expected is not True and self.stat(dest) != dest_expected:
-                raise DestinationChanged(dest)
-            os.replace(temp, target)
-        except BaseException:
-            _unlink_quietly(temp)
-            raise
-        sig = self.stat(dest)
-        if sig is None:
-            raise DestinationChanged(dest)
-        return sig
-
-    def hash(self, rel: str) -> str:
-        """sha256 of one file's content."""
-        digest = hashlib.sha256()
-        with open(self.path(rel), "rb") as src:
-            while chunk := src.read(CHUNK):
-                digest.update(chunk)
-        return digest.hexdigest()
-
-    def mkdir(self, rel: str) -> Sig:
-        """Create a directory (and its parents) with ``dir_mode``; return its signature."""
-        missing = []
-        path = self.path(rel)
-        while path != self.root and not path.is_dir():
-            missing.append(path)
-            path = path.parent
-        for folder in reversed(missing):
-            try:
-                folder.mkdir()
-            except FileExistsError:
-                if not folder.is_dir():
-                    raise
-                continue
-            if self.dir_mode is not None:
-                os.chmod(folder, self.dir_mode)
-        sig = self.stat(rel)
-        assert sig is not None
-        return sig
-
-    def rename(self, rel: str, new: str) -> None:
-        """Rename an entry within this tree, never replacing an existing one."""
-        if self.stat(new) is not None:
-            raise FileExistsError(new)
-        os.rename(self.path(rel), self.path(new))
-
-    def remove(self, rel: str, expected: Sig) -> bool:
-        """Delete a file, or an empty directory, if it still matches ``expected``; True if gone."""
-        current = self.stat(rel)
-        if current is None:
-            return True
-        if current != expected and not (current.is_dir and expected.is_dir):
-            raise DestinationChanged(rel)
-        try:
-            if current.is_dir:
-                os.rmdir(self.path(rel))
-            else:
-                os.unlink(self.path(rel))
-        except OSError as exc:
-            if exc.errno in (errno.ENOTEMPTY, errno.EEXIST):
-                return False
-            if exc.errno != errno.ENOENT:
-                raise
-        return True
-
     def is_empty(self) -> bool:
-        """Whether the root holds nothing but the marker and temp files."""
+        """Whether the root holds nothing the agent syncs."""
+        return not self.listing("")
+
+
+def _split(rel: str) -> tuple[str, str]:
+    path = PurePosixPath(rel)
+    parent = str(path.parent)
+    return ("" if parent == "." else parent), path.name
+
+
+def _same_version(current: Sig, expected: Sig) -> bool:
+    """Whether an open file is the version observed (for the Windows side: size and mtime)."""
+    return current[:5] == expected[:5]
+
+
+def _copy_data(src: int, out: int, size: int) -> tuple[int, str]:
+    """Copy ``size`` bytes, hashing them; holes stay holes where the source reports them."""
+    digest = new_hash()
+    position = 0
+    zeros = bytes(CHUNK)
+    while position < size:
         try:
-            with os.scandir(self.root) as entries:
-                return not any(not ignored(e.name) and e.name != MARKER for e in entries)
-        except OSError as exc:
-            raise SideUnavailable(f"{self.name}: {exc}") from exc
+            data = os.lseek(src, position, os.SEEK_DATA)
+        except OSError as exc:  # ENXIO: only a hole is left; else no SEEK_DATA: all is data
+            data = size if exc.errno == errno.ENXIO else position
+        data = min(data, size)
+        while position < data:  # a hole: hashed as the zeros it reads as, not written
+            step = min(CHUNK, data - position)
+            digest.update(zeros[:step])
+            position += step
+        if position >= size:
+            break
+        try:
+            hole = min(os.lseek(src, position, os.SEEK_HOLE), size)
+        except OSError:
+            hole = size
+        os.lseek(src, position, os.SEEK_SET)
+        while position < hole:
+            chunk = os.read(src, min(CHUNK, hole - position))
+            if not chunk:
+                size = position  # the file shrank while it was read
+                break
+            os.pwrite(out, chunk, position)
+            digest.update(chunk)
+            position += len(chunk)
+    os.ftruncate(out, position)
+    return position, digest.hexdigest()
 
 
 def is_filesystem_root(path: Path, mountinfo: Path = Path("/proc/self/mountinfo")) -> bool:
@@ -322,39 +622,3 @@ def is_filesystem_root(path: Path, mountinfo: Path = Path("/proc/self/mountinfo"
 def _unescape_mount(field: str) -> str:
     """Mountinfo writes space, tab, newline and backslash as octal escapes."""
     return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
-
-
-def _copy_data(src: BinaryIO, out: BinaryIO) -> None:
-    """Copy file contents in the kernel (as cp does), or by reading where that is refused."""
-    try:
-        while os.copy_file_range(src.fileno(), out.fileno(), CHUNK * 64):
-            pass
-        return
-    except OSError as exc:
-        if exc.errno not in (errno.EXDEV, errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS, errno.EIO):
-            raise
-    src.seek(0)
-    out.seek(0)
-    out.truncate()
-    while chunk := src.read(CHUNK):
-        out.write(chunk)
-
-
-def _stat_at(fd: int, name: str) -> Sig | None:
-    try:
-        return _sig(os.stat(name, dir_fd=fd, follow_symlinks=False))
-    except FileNotFoundError:
-        return None
-
-
-def _sig(st: os.stat_result) -> Sig | None:
-    if stat.S_ISDIR(st.st_mode):
-        return DIR_SIG
-    if stat.S_ISREG(st.st_mode):
-        return Sig(False, st.st_size, st.st_mtime_ns)
-    return None
-
-
-def _unlink_quietly(path: Path) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)

@@ -1,0 +1,120 @@
+"""Paths that cannot be synced now: why, since when, and when to try again (with back-off).
+
+A failing path never stops the rest and is never retried in a hot loop: each failure doubles
+its wait (1 s … ``CEILING``); a path whose reason is policy (a symlink, a name Windows cannot
+hold in report mode) waits the ceiling at once. Each change of a problem is logged once.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from filesim.sync.names import display
+
+FIRST_WAIT = 1.0
+CEILING = 60.0
+
+
+@dataclass
+class Problem:
+    """One path that cannot be synced now."""
+
+    side: str
+    path: str
+    reason: str
+    since: float
+    last: float
+    next_retry: float
+    attempts: int = 1
+    #: Data exists on ``side`` only (a flush cannot be clean while this is unresolved).
+    unsynced: bool = True
+    #: Logged by the caller as a group (held deletions): no line per path.
+    quiet: bool = False
+
+    def as_dict(self) -> dict[str, object]:
+        """The problem as status.json lists it."""
+        return {"side": self.side, "path": display(self.path), "reason": self.reason,
+                "since": round(self.since, 3), "last": round(self.last, 3),
+                "next_retry": round(self.next_retry, 3), "attempts": self.attempts}
+
+
+class Problems:
+    """The current problems, keyed by path."""
+
+    def __init__(self, log: logging.Logger, clock: Callable[[], float] = time.time):
+        self.log = log
+        self.clock = clock
+        self._by_path: dict[str, Problem] = {}
+
+    def __len__(self) -> int:
+        return len(self._by_path)
+
+    def __iter__(self) -> Iterator[Problem]:
+        return iter(sorted(self._by_path.values(), key=lambda p: (p.since, p.path)))
+
+    def get(self, path: str) -> Problem | None:
+        """The problem recorded for ``path``."""
+        return self._by_path.get(path)
+
+    def report(self, side: str, path: str, reason: str, *, policy: bool = False,
+               unsynced: bool = True, quiet: bool = False) -> None:
+        """Record that ``path`` failed on ``side`` for ``reason``; back off before the next try."""
+        now = self.clock()
+        problem = self._by_path.get(path)
+        if problem is None or problem.reason != reason or problem.side != side:
+            attempts = 1 if problem is None else problem.attempts + 1
+            wait = CEILING if policy else FIRST_WAIT
+            self._by_path[path] = Problem(side, path, reason, now if problem is None else problem.since,
+                                          now, now + wait, attempts, unsynced, quiet)
+            if not quiet:
+                self.log.warning("problem", extra={"side": side, "path": display(path),
+                                                   "reason": reason, "retry_in": wait})
+            return
+        problem.attempts += 1
+        problem.last = now
+        wait = CEILING if policy else min(CEILING, FIRST_WAIT * 2 ** (problem.attempts - 1))
+        problem.next_retry = now + wait
+
+    def resolve(self, path: str) -> None:
+        """``path`` synced (or vanished): forget its problem."""
+        problem = self._by_path.pop(path, None)
+        if problem is not None and not problem.quiet:
+            self.log.info("problem resolved", extra={"side": problem.side, "path": display(path),
+                                                     "after": round(self.clock() - problem.since, 1)})
+
+    def retry_now(self, paths: set[str]) -> None:
+        """Let these paths be tried at once (their reason may be gone: a release, a request)."""
+        for path in paths:
+            problem = self._by_path.get(path)
+            if problem is not None:
+                problem.next_retry = self.clock()
+
+    def waiting(self, path: str) -> bool:
+        """Whether ``path`` must not be tried before its next retry."""
+        problem = self._by_path.get(path)
+        return problem is not None and self.clock() < problem.next_retry
+
+    def under(self, path: str) -> list[str]:
+        """Problem paths at or below ``path``."""
+        prefix = path + "/"
+        return [p for p in self._by_path if p == path or p.startswith(prefix)]
+
+    def due(self) -> list[str]:
+        """Paths whose next retry has come."""
+        now = self.clock()
+        return [p for p, problem in self._by_path.items() if problem.next_retry <= now]
+
+    def next_retry(self) -> float:
+        """The earliest next retry (wall clock), or infinity."""
+        return min((p.next_retry for p in self._by_path.values()), default=float("inf"))
+
+    def unsynced(self) -> list[Problem]:
+        """Problems that leave data on one side only."""
+        return [p for p in self if p.unsynced]
+
+    def as_list(self) -> list[dict[str, object]]:
+        """Every problem as status.json lists it."""
+        return [p.as_dict() for p in self]
