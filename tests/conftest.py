@@ -13,9 +13,12 @@ from harness import AgentProcess, NinePShare
 
 
 @pytest.fixture
-def share(tmp_path: Path):
-    """A FUSE mount behaving like minikube's 9p share; tests write in ``share.backing``."""
-    mounted = NinePShare(tmp_path)
+def share(request, tmp_path: Path):
+    """A FUSE mount behaving like minikube's 9p share; tests write in ``share.backing``.
+
+    Tests marked ``ntfs`` get NTFS's rules too (case, names, locks; tests/support/ninepfs.py).
+    """
+    mounted = NinePShare(tmp_path, ntfs=request.node.get_closest_marker("ntfs") is not None)
     yield mounted
     mounted.stop()
 

@@ -30,18 +30,27 @@ def wait_until(condition: Callable[[], Any], timeout: float = 10.0, step: float 
 
 
 class NinePShare:
-    """A FUSE mount of ``backing`` at ``mount`` with 9p's quirks (tests/support/ninepfs.py)."""
+    """A FUSE mount of ``backing`` at ``mount`` with 9p's quirks (tests/support/ninepfs.py).
 
-    def __init__(self, base: Path):
+    With ``ntfs``, NTFS's too; ``lock(path)`` then makes a file behave as open in Excel.
+    """
+
+    def __init__(self, base: Path, *, ntfs: bool = False):
         self.backing = base / "windows-backing"
         self.mount = base / "windows-mount"
+        self.locks = base / "locks.txt"
         self.backing.mkdir()
         self.mount.mkdir()
-        (self.backing / MARKER).write_text("filesim share marker\n")
+        (self.backing / MARKER).write_text("filesim share marker\nid: test-share\n")
+        extra = ["--ntfs", "--locks", str(self.locks)] if ntfs else []
         self.process = subprocess.Popen(
-            [sys.executable, str(SUPPORT / "ninepfs.py"), str(self.backing), str(self.mount)],
+            [sys.executable, str(SUPPORT / "ninepfs.py"), str(self.backing), str(self.mount), *extra],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         wait_until(lambda: os.path.ismount(self.mount), 10)
+
+    def lock(self, *paths: str) -> None:
+        """Lock files (or folders) on the NTFS share: writes, deletions and creations fail."""
+        self.locks.write_text("".join(f"{p}\n" for p in paths))
 
     def stop(self) -> None:
         """Unmount and end the FUSE process."""
@@ -113,6 +122,12 @@ class AgentProcess:
     def log_events(self) -> list[dict[str, Any]]:
         lines = self.log.read_text().splitlines() if self.log.exists() else []
         return [json.loads(line) for line in lines if line.startswith("{")]
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) a process has used."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def tree_files(root: Path) -> dict[str, bytes]:

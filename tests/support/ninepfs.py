@@ -5,28 +5,108 @@ event under the mount; mtimes are whole seconds; setting mtimes is silently igno
 number derives from the file size. Tests write into the backing folder to play the Windows
 tester while the agent only sees the mount.
 
-Run: python ninepfs.py BACKING MOUNTPOINT   (foreground; unmount with fusermount3 -u)
+With ``--ntfs`` it also behaves like NTFS behind minikube's 9p server on Windows:
+- names are case-insensitive and case-preserving (a lookup finds ``Report.csv`` for
+  ``report.csv``; creating either when the other exists opens the existing one);
+- names Windows refuses (``<>:"|?*\\``, control characters, device names such as ``CON`` or
+  ``aux.txt``, bytes that are not UTF-8) fail with EINVAL, and a trailing dot or space is
+  stripped as Win32 does (so a careless write lands on another name);
+- a path of 260 characters or more below the Windows root fails with ENAMETOOLONG;
+- a read-only file (``chmod 444``) cannot be written, replaced or deleted (EACCES);
+- files listed in the ``--locks`` file (one path per line, relative, like an open Excel file)
+  cannot be written, replaced or deleted, and nothing can be created in listed folders (EACCES).
+
+Run: python ninepfs.py BACKING MOUNTPOINT [--ntfs] [--locks FILE] [--root-length N]
+(foreground; unmount with fusermount3 -u)
 """
 
 from __future__ import annotations
 
+import argparse
 import errno
 import os
-import sys
+import re
 
 import mfusepy as fuse
 
+INVALID = re.compile(r'[<>:"|?*\\\x00-\x1f]')
+RESERVED = re.compile(r"^(con|prn|aux|nul|com[0-9¹²³]|lpt[0-9¹²³])(\.|$)", re.IGNORECASE)
+MAX_PATH = 259
+
 
 class NinePLike(fuse.Operations):
-    """Passthrough operations with 9p's quirks."""
+    """Passthrough operations with 9p's quirks (and NTFS's, with ``ntfs``)."""
 
     use_ns = True
 
-    def __init__(self, root: str):
+    def __init__(self, root: str, *, ntfs: bool = False, locks: str | None = None,
+                 root_length: int = 28):
         self.root = root
+        self.ntfs = ntfs
+        self.locks = locks
+        self.root_length = root_length
+
+    # -- NTFS names --------------------------------------------------------------------------
 
     def _full(self, path: str) -> str:
-        return os.path.join(self.root, path.lstrip("/"))
+        """The backing path: on NTFS each component found case-insensitively."""
+        if not self.ntfs:
+            return os.path.join(self.root, path.lstrip("/"))
+        current = self.root
+        for part in (p for p in path.split("/") if p):
+            current = os.path.join(current, self._match(current, part) or part)
+        return current
+
+    @staticmethod
+    def _match(folder: str, name: str) -> str | None:
+        try:
+            names = os.listdir(folder)
+        except OSError:
+            return None
+        if name in names:
+            return name
+        key = name.casefold()
+        return next((n for n in names if n.casefold() == key), None)
+
+    def _new(self, path: str) -> str:
+        """The backing path of an entry to create: checked against Windows' naming rules."""
+        if not self.ntfs:
+            return self._full(path)
+        parent, _, name = path.rstrip("/").rpartition("/")
+        stripped = name.rstrip(". ")
+        if not stripped or INVALID.search(stripped) or RESERVED.match(stripped) or any(
+                0xDC80 <= ord(c) <= 0xDCFF for c in stripped):
+            raise fuse.FuseOSError(errno.EINVAL)
+        if self.root_length + 1 + len(f"{parent}/{stripped}".lstrip("/")) > MAX_PATH:
+            raise fuse.FuseOSError(errno.ENAMETOOLONG)
+        self._check_unlocked(parent, folder=True)
+        folder = self._full(parent)
+        return os.path.join(folder, self._match(folder, stripped) or stripped)
+
+    def _check_unlocked(self, path: str, *, folder: bool = False) -> None:
+        """EACCES for a locked file (or for creating in a locked folder), as Windows refuses."""
+        if not self.ntfs or not self.locks:
+            return
+        try:
+            with open(self.locks) as listing:
+                locked = {line.strip().strip("/").casefold() for line in listing if line.strip()}
+        except FileNotFoundError:
+            return
+        if path.strip("/").casefold() in locked:
+            raise fuse.FuseOSError(errno.EACCES)
+
+    def _check_writable(self, path: str) -> None:
+        """EACCES for a read-only or locked file on NTFS."""
+        if not self.ntfs:
+            return
+        self._check_unlocked(path)
+        try:
+            if not os.lstat(self._full(path)).st_mode & 0o200:
+                raise fuse.FuseOSError(errno.EACCES)
+        except FileNotFoundError:
+            pass
+
+    # -- operations --------------------------------------------------------------------------
 
     def getattr(self, path, fh=None):
         st = os.lstat(self._full(path))
@@ -55,10 +135,15 @@ class NinePLike(fuse.Operations):
         return 0
 
     def open(self, path, flags):
+        if flags & (os.O_WRONLY | os.O_RDWR | os.O_TRUNC):
+            self._check_writable(path)
         return os.open(self._full(path), flags)
 
     def create(self, path, mode, fi=None):
-        return os.open(self._full(path), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        target = self._new(path)
+        if os.path.exists(target):
+            self._check_writable(path)
+        return os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
 
     def read(self, path, size, offset, fh):
         return os.pread(fh, size, offset)
@@ -67,6 +152,7 @@ class NinePLike(fuse.Operations):
         return os.pwrite(fh, data, offset)
 
     def truncate(self, path, length, fh=None):
+        self._check_writable(path)
         os.truncate(self._full(path), length)
         return 0
 
@@ -82,11 +168,15 @@ class NinePLike(fuse.Operations):
         return 0
 
     def unlink(self, path):
+        self._check_writable(path)
         os.unlink(self._full(path))
         return 0
 
     def mkdir(self, path, mode):
-        os.mkdir(self._full(path), mode)
+        target = self._new(path)
+        if self.ntfs and os.path.lexists(target):
+            raise fuse.FuseOSError(errno.EEXIST)
+        os.mkdir(target, mode)
         return 0
 
     def rmdir(self, path):
@@ -94,14 +184,36 @@ class NinePLike(fuse.Operations):
         return 0
 
     def rename(self, old, new):
-        os.replace(self._full(old), self._full(new))
+        source = self._full(old)
+        if not self.ntfs:
+            os.replace(source, self._full(new))
+            return 0
+        self._check_writable(old)
+        target = self._new(new)  # an existing entry differing in case only is the same name
+        if target == source:  # a change of case only: the entry takes the new spelling
+            spelled = new.rstrip("/").rsplit("/", 1)[-1].rstrip(". ")
+            os.rename(source, os.path.join(os.path.dirname(source), spelled))
+            return 0
+        if os.path.lexists(target):
+            self._check_writable(new)
+        os.replace(source, target)
         return 0
 
     def chmod(self, path, mode):
+        if self.ntfs:  # only the read-only attribute exists
+            full = self._full(path)
+            current = os.lstat(full).st_mode
+            os.chmod(full, (current | 0o200) if mode & 0o200 else (current & ~0o222))
         return 0
 
     def chown(self, path, uid, gid):
         return 0
+
+    def link(self, target, source):
+        raise fuse.FuseOSError(errno.EPERM)  # 9p to NTFS: no hard links
+
+    def symlink(self, target, source):
+        raise fuse.FuseOSError(errno.EPERM)
 
     def utimens(self, path, times=None):
         return 0  # minikube's Windows 9p server ignores requests to set times
@@ -114,8 +226,16 @@ class NinePLike(fuse.Operations):
 
 
 def main() -> None:
-    backing, mountpoint = sys.argv[1:3]
-    fuse.FUSE(NinePLike(os.path.abspath(backing)), mountpoint, foreground=True, nothreads=False,
+    parser = argparse.ArgumentParser()
+    parser.add_argument("backing")
+    parser.add_argument("mountpoint")
+    parser.add_argument("--ntfs", action="store_true")
+    parser.add_argument("--locks")
+    parser.add_argument("--root-length", type=int, default=28)
+    args = parser.parse_args()
+    operations = NinePLike(os.path.abspath(args.backing), ntfs=args.ntfs, locks=args.locks,
+                           root_length=args.root_length)
+    fuse.FUSE(operations, args.mountpoint, foreground=True, nothreads=False,
               allow_other=True, use_ino=True, direct_io=True, attr_timeout=0, entry_timeout=0,
               negative_timeout=0)
 

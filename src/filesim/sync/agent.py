@@ -213,6 +213,13 @@ class Agent:
             return
         try:
             self.reconciler.reconcile(self.reconciler.observe(nfs_paths, win_paths))
+            if self.reconciler.links_changed:
+                # Writing through one name of a hard-linked file raises no event for the others.
+                self.reconciler.links_changed = False
+                missed = self.nfs.poll(self.state.nfs_sigs)
+                if missed.changed or missed.deleted:
+                    self.reconciler.reconcile(self.reconciler.observe(
+                        missed.changed.keys() | missed.deleted))
         except SideUnavailable as exc:
             self._side_unavailable(exc)
 
@@ -356,7 +363,7 @@ class Agent:
             return
         if not self._sweep:
             files = [p for p, e in self.state.entries.items() if not e.is_dir]
-            total = sum(self.state.entries[p].size for p in files)
+            total = sum(_sweep_cost(self.state.entries[p].size) for p in files)
             # Spread a whole pass over at least hash_sweep_minutes, never faster than the cap.
             self._sweep_rate = min(settings.hash_sweep_mb_per_second * 2**20,
                                    max(1.0, total / (settings.hash_sweep_minutes * 60)))
@@ -368,7 +375,7 @@ class Agent:
             entry = self.state.get(path)
             if entry is None:
                 continue
-            self._sweep_budget -= max(entry.size, 4096)
+            self._sweep_budget -= _sweep_cost(entry.size)
             if self.reconciler.verify(path):
                 self.log.warning("changed in place", extra={"path": display(path),
                                                             "detail": "same size and mtime"})
@@ -457,7 +464,7 @@ class Agent:
             "conflicts": report.conflict_count,
             "recent_conflicts": report.conflicts,
             "problems": self.problems.as_list(),
-            "errors": len(self.problems),
+            "errors": self.problems.blocking(),
             "unsynced": len(self.problems.unsynced()),
             "held_deletions": report.held_deletions,
             "share_mounted": self.share_ok,
@@ -470,3 +477,7 @@ class Agent:
         }
         protocol.write_json_atomically(self.settings.state / protocol.STATUS_FILE, status)
 
+
+def _sweep_cost(size: int) -> int:
+    """What hashing one file costs, in bytes read (a small file still costs a few round trips)."""
+    return max(size, 4096)

@@ -33,12 +33,15 @@ class Problem:
     unsynced: bool = True
     #: Logged by the caller as a group (held deletions): no line per path.
     quiet: bool = False
+    #: Something to know that does not stop syncing (a name shown differently on Windows).
+    notice: bool = False
 
     def as_dict(self) -> dict[str, object]:
         """The problem as status.json lists it."""
         return {"side": self.side, "path": display(self.path), "reason": self.reason,
                 "since": round(self.since, 3), "last": round(self.last, 3),
-                "next_retry": round(self.next_retry, 3), "attempts": self.attempts}
+                "next_retry": None if self.notice else round(self.next_retry, 3),
+                "attempts": self.attempts, "blocks": not self.notice}
 
 
 class Problems:
@@ -48,12 +51,27 @@ class Problems:
         self.log = log
         self.clock = clock
         self._by_path: dict[str, Problem] = {}
+        self._notices: dict[str, Problem] = {}
 
     def __len__(self) -> int:
-        return len(self._by_path)
+        return len(self._by_path) + len(self._notices)
 
     def __iter__(self) -> Iterator[Problem]:
-        return iter(sorted(self._by_path.values(), key=lambda p: (p.since, p.path)))
+        everything = [*self._by_path.values(), *self._notices.values()]
+        return iter(sorted(everything, key=lambda p: (p.since, p.path)))
+
+    def notice(self, side: str, path: str, reason: str) -> None:
+        """Record (and log once) something to know about ``path`` that does not stop syncing."""
+        known = self._notices.get(path)
+        if known is not None and known.reason == reason:
+            return
+        now = self.clock()
+        self._notices[path] = Problem(side, path, reason, now, now, now, notice=True, unsynced=False)
+        self.log.warning("notice", extra={"side": side, "path": display(path), "reason": reason})
+
+    def clear_notice(self, path: str) -> None:
+        """The notice about ``path`` no longer holds."""
+        self._notices.pop(path, None)
 
     def get(self, path: str) -> Problem | None:
         """The problem recorded for ``path``."""
@@ -113,7 +131,11 @@ class Problems:
 
     def unsynced(self) -> list[Problem]:
         """Problems that leave data on one side only."""
-        return [p for p in self if p.unsynced]
+        return [p for p in self._by_path.values() if p.unsynced]
+
+    def blocking(self) -> int:
+        """How many paths do not sync now (notices left out)."""
+        return len(self._by_path)
 
     def as_list(self) -> list[dict[str, object]]:
         """Every problem as status.json lists it."""

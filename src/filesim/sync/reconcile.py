@@ -190,6 +190,8 @@ class Reconciler:
         self._recent_deletes: list[tuple[float, int]] = []
         #: Windows folder listings of one batch, by case key (for case-collision checks).
         self._listings: dict[str, dict[str, str]] = {}
+        #: A file with other names (hard links) was copied: those names changed too.
+        self.links_changed = False
         # Windows mtimes are whole seconds: an edit within the same second keeping the size
         # leaves the signature unchanged. Entries recorded that close to their mtime are
         # "racy" (as in git's index) and verified by content until a later second has passed.
@@ -269,6 +271,8 @@ class Reconciler:
         Everything below those that are folders on either side comes too.
         """
         self._listings.clear()
+        for tree in self.trees.values():
+            tree.begin_batch()
         wanted = set(nfs_paths) | {self.nfs_path(w) for w in win_paths}
         wanted.discard("")
         nfs_view = self.trees[NFS].view(wanted)
@@ -391,6 +395,8 @@ class Reconciler:
         replacements that needed those deletions last.
         """
         items = [i for i in items if self.flushing or not self.problems.waiting(i.path)]
+        for tree in self.trees.values():
+            tree.begin_batch()
         try:
             items = self._renames(items)
             deletions: list[tuple[Item, str]] = []
@@ -427,6 +433,9 @@ class Reconciler:
         if isinstance(exc, SourceChanged | DestinationChanged | FileExistsError):
             self.log.debug("retry", extra={"path": names.display(item.path),
                                            "why": type(exc).__name__})
+            if isinstance(exc, DestinationChanged) and action is not None and action.dest == WINDOWS:
+                # Changed there, maybe invisibly (same size and mtime over 9p): a conflict next.
+                self.forced.add(item.path)
             self._touch_pending(item.path)
             return
         side = (action.dest or action.source) if action is not None and (
@@ -569,6 +578,7 @@ class Reconciler:
             self.state.drop(item.path)
             self.pending.pop(item.path, None)
             self.problems.resolve(item.path)
+            self.problems.clear_notice(item.path)
         elif action.do is Do.COPY:
             self._copy(item, action.source, action.dest, busy=action.note == "busy")
             if action.note == "edit-wins":
@@ -616,6 +626,8 @@ class Reconciler:
             new, sha, src_sig = copied.dest, copied.sha, copied.source
             self.report.copied += 1
             self._log_action(item.path, source, dest, src_sig, started, "copy")
+        if source == NFS and item.path in self.trees[NFS].linked:
+            self.links_changed = True
         nfs, windows = (src_sig, new) if source == NFS else (new, src_sig)
         agent_wrote_windows = dest == WINDOWS if by_agent is None else by_agent
         self._agree(item.path, agreed_entry(item.win, nfs, windows, sha, by_agent=agent_wrote_windows))
@@ -736,6 +748,12 @@ class Reconciler:
                 entry = entry._replace(sha=self.trees[NFS].hash(path))
         self.state.put(path, entry)
         self.renamed_in.discard(path)
+        shown, natural = PurePosixPath(entry.win).name, names.encode(PurePosixPath(path).name)
+        if shown != natural:
+            self.problems.notice(WINDOWS, path, f"shown on Windows as {shown!r}: another name "
+                                 f"there differs from {natural!r} only in case")
+        else:
+            self.problems.clear_notice(path)
 
     # -- renames -----------------------------------------------------------------------------
 
@@ -930,6 +948,7 @@ class Reconciler:
                     self.state.drop(item.path)
                     self.pending.pop(item.path, None)
                     self.problems.resolve(item.path)
+                    self.problems.clear_notice(item.path)
                     done += expected is not None and not expected.is_dir
                     self.report.deleted += 1
                     self._log_action(item.path, _other(dest), dest, None, started, "delete")

@@ -143,6 +143,26 @@ class Tree:
         self.file_mode = file_mode
         self.dir_mode = dir_mode
         self.keep = keep
+        #: Folder listings of the current batch (case-insensitive sides check exact names).
+        self._names: dict[str, set[str]] = {}
+        #: Files seen in this batch that have other names (hard links).
+        self.linked: set[str] = set()
+
+    def begin_batch(self) -> None:
+        """Forget the folder listings and linked files of the previous batch."""
+        self._names.clear()
+        self.linked.clear()
+
+    def _exact(self, parent: str, name: str, fd: int) -> bool:
+        """Whether ``name`` is spelled exactly so in ``parent`` (fd open on it)."""
+        names = self._names.get(parent)
+        if names is None:
+            names = self._names[parent] = set(os.listdir(fd))
+        return name in names
+
+    def _wrote(self, *parents: str) -> None:
+        for parent in parents:
+            self._names.pop(parent, None)
 
     def path(self, rel: str) -> Path:
         """The absolute path of ``rel`` (for messages; operations never resolve it)."""
@@ -200,9 +220,12 @@ class Tree:
         except (FileNotFoundError, Blocked):
             return None
         try:
-            if self.case_insensitive and name not in os.listdir(fd):
+            st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+            if self.case_insensitive and not self._exact(parent, name, fd):
                 return None
-            return self.sig(os.stat(name, dir_fd=fd, follow_symlinks=False))
+            if st.st_nlink > 1 and not self.windows and stat.S_ISREG(st.st_mode):
+                self.linked.add(rel)
+            return self.sig(st)
         except FileNotFoundError:
             return None
         except OSError as exc:
@@ -220,20 +243,43 @@ class Tree:
             prefix = f"{directory}/" if directory else ""
             for name in names:
                 with contextlib.suppress(FileNotFoundError):
-                    found[prefix + name] = sig(stat_at(name, dir_fd=fd, follow_symlinks=False))
+                    st = stat_at(name, dir_fd=fd, follow_symlinks=False)
+                    found[prefix + name] = sig(st)
+                    if st.st_nlink > 1 and not self.windows and stat.S_ISREG(st.st_mode):
+                        self.linked.add(prefix + name)
         return found
 
     def view(self, rels: Iterable[str]) -> dict[str, Sig]:
-        """Each of ``rels`` that exists (exact name) and everything below those that are folders."""
+        """Each of ``rels`` that exists and everything below those that are folders.
+
+        Names are exact; where names differ only in case on a case-insensitive side, the entry
+        is reported under the name it really has.
+        """
         found: dict[str, Sig] = {}
-        for rel in rels:
+        scanned: set[str] = set()
+        for rel in sorted(set(rels), key=lambda r: r.count("/")):
+            if any(parent in scanned for parent in _parents(rel)):
+                continue  # a folder above it was scanned
             sig = self.stat(rel)
+            if sig is None and self.case_insensitive:
+                rel, sig = self._case_variant(rel)
             if sig is not None:
                 found[rel] = sig
                 if sig.is_dir:
+                    scanned.add(rel)
                     with contextlib.suppress(SideUnavailable):
                         found.update(self.scan(rel))
         return found
+
+    def _case_variant(self, rel: str) -> tuple[str, Sig | None]:
+        """The entry whose name differs from ``rel``'s only in case, if there is one."""
+        parent, name = _split(rel)
+        key = case_key(name)
+        for existing in self.listing(parent):
+            if case_key(existing) == key:
+                real = f"{parent}/{existing}" if parent else existing
+                return real, self.stat(real)
+        return rel, None
 
     def poll(self, agreed: Mapping[str, Sig]) -> Poll:
         """Compare the whole tree with ``agreed`` signatures; only differences are kept.
@@ -395,6 +441,7 @@ class Tree:
                 self._make_way(out_dir, name, dest, dest_expected)
             os.rename(temp, name, src_dir_fd=out_dir, dst_dir_fd=out_dir)
             temp = None
+            self._wrote(parent)
             new = self.sig(os.stat(name, dir_fd=out_dir, follow_symlinks=False))
             if self.windows and expected.readonly and not new.readonly:
                 os.chmod(name, 0o444, dir_fd=out_dir)
@@ -415,7 +462,8 @@ class Tree:
             current = self.sig(os.stat(name, dir_fd=dir_fd, follow_symlinks=False))
         except FileNotFoundError:
             current = None
-        if current is not None and self.case_insensitive and name not in os.listdir(dir_fd):
+        if current is not None and self.case_insensitive and not self._exact(_split(rel)[0], name,
+                                                                               dir_fd):
             raise DestinationChanged(rel)  # another name, differing only in case, holds the place
         if current != expected and not (
                 current is not None and expected is not None and current.is_dir and expected.is_dir):
@@ -434,6 +482,7 @@ class Tree:
     def mkdir(self, rel: str) -> Sig:
         """Create a folder (and its parents) with ``dir_mode``; return its signature."""
         os.close(self.walk_dir(rel, create=True))
+        self._wrote(*_parents(rel))
         sig = self.stat(rel)
         if sig is None or not sig.is_dir:
             raise DestinationChanged(rel)
@@ -453,6 +502,7 @@ class Tree:
                         os.stat(new_name, dir_fd=dst, follow_symlinks=False)
                         raise FileExistsError(errno.EEXIST, "exists", new)
                 os.rename(old_name, new_name, src_dir_fd=src, dst_dir_fd=dst)
+                self._wrote(old_parent, new_parent)
                 return self.sig(os.stat(new_name, dir_fd=dst, follow_symlinks=False))
             finally:
                 os.close(dst)
@@ -476,6 +526,7 @@ class Tree:
                 if self.stat(rel) is None:
                     return True
                 raise
+            self._wrote(parent)
             try:
                 if expected.is_dir:
                     os.rmdir(name, dir_fd=fd)
@@ -563,6 +614,12 @@ def _split(rel: str) -> tuple[str, str]:
     path = PurePosixPath(rel)
     parent = str(path.parent)
     return ("" if parent == "." else parent), path.name
+
+
+def _parents(rel: str) -> list[str]:
+    """Every folder above ``rel`` (the root as "")."""
+    parts = rel.split("/")[:-1]
+    return ["", *("/".join(parts[:i + 1]) for i in range(len(parts)))]
 
 
 def _same_version(current: Sig, expected: Sig) -> bool:
