@@ -70,6 +70,9 @@ class Agent:
         self.last_full_pass_seconds: float | None = None
         self.share_ok = True
         self.share_lost_since: float | None = None
+        #: The next pass rescans the NFS side too (the share came back or was replaced: NFS
+        #: events seen meanwhile were not synced).
+        self.rescan_nfs = False
         self.barriers: dict[str, int] = {}
         self._sweep: list[str] = []
         self._sweep_budget = 0.0
@@ -187,6 +190,7 @@ class Agent:
         started = time.monotonic()
         if not self._share_mounted():
             return
+        nfs_rescan, self.rescan_nfs = nfs_rescan or self.rescan_nfs, False
         try:
             windows = self.windows.poll(self.state.win_sigs)
             nfs = self.nfs.poll(self.state.nfs_sigs) if nfs_rescan else None
@@ -248,6 +252,7 @@ class Agent:
             level = logging.INFO if ok else logging.ERROR
             self.log.log(level, "share mounted" if ok else
                          "share marker missing: Windows share not mounted; nothing is synced")
+            self.rescan_nfs = True
         self.share_ok = ok
         if not ok:
             self._check_share_lost()

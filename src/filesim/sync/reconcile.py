@@ -297,6 +297,8 @@ class Reconciler:
         paths = {self.nfs_path(w) for w in windows}
         paths |= {self.state.path_of_win(w) or self.nfs_path(w) for w in windows_deleted}
         paths |= {p for p in self.forced if p in self.state.entries}
+        # What waits (to settle, or on a problem) may have vanished from both sides meanwhile.
+        paths |= self.pending.keys() | {p.path for p in self.problems}
         if nfs is not None:
             paths |= nfs.keys() | nfs_deleted
         paths.discard("")
@@ -464,6 +466,7 @@ class Reconciler:
             w = Change.CHANGED
         if n in (Change.UNCHANGED, Change.ABSENT) and w in (Change.UNCHANGED, Change.ABSENT):
             self.pending.pop(item.path, None)
+            self.problems.resolve(item.path)
             if entry is not None and item.nfs is not None and item.windows is not None and (
                     item.nfs != entry.nfs_sig() or item.win != entry.win):
                 self._agree(item.path, agreed_entry(item.win, item.nfs, item.windows, entry.sha,
