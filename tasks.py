@@ -110,8 +110,46 @@ def check_sync(c, nas, json=False, timeout=30, engine=None, values=None, set=Non
         raise Exit(code=1)
 
 
-@task(**ENGINE_ARGS)
+@task(**{**ENGINE_ARGS, "help": {**ENGINE_HELP, "force": "remove exports even where changes could "
+                                 "not reach the Windows folder (they are lost)"}})
 @user_errors
-def destroy(c, engine=None, values=None, set=None, data_root=None):
-    """Stop and remove this deployment's pods and volumes (Windows-side folders stay)."""
-    toolkit.engine(engine, values, set, data_root).destroy(toolkit.progress)
+def destroy(c, force=False, engine=None, values=None, set=None, data_root=None):
+    """Stop and remove every NAS; an export goes only once all of it reached the Windows side."""
+    toolkit.engine(engine, values, set, data_root).destroy(toolkit.progress, force=force)
+
+
+@task(**{**ENGINE_ARGS, "help": {**ENGINE_HELP, "nas": "NAS name", "path": "only this path's versions",
+                                 "json": "print JSON"}})
+@user_errors
+def versions(c, nas, path=None, json=False, engine=None, values=None, set=None, data_root=None):
+    """List what the sync agent kept of a NAS's Windows folder before deleting or replacing it."""
+    print(toolkit.versions_report(toolkit.engine(engine, values, set, data_root), nas, path, json))
+
+
+@task(**{**ENGINE_ARGS, "help": {**ENGINE_HELP, "nas": "NAS name",
+                                 "path": "the path, as in the Windows folder",
+                                 "at": "the latest version kept at or before this UTC time "
+                                       "(default: the latest)",
+                                 "json": "print JSON", "timeout": "seconds to wait for NFS (60)"}})
+@user_errors
+def restore(c, nas, path, at=None, json=False, timeout=60, engine=None, values=None, set=None,
+            data_root=None):
+    """Put a kept version back in the Windows folder and wait until it is on NFS too."""
+    result = toolkit.restore(toolkit.engine(engine, values, set, data_root), nas, path, at,
+                             float(timeout))
+    print(jsonlib.dumps(result) if json else
+          f"{nas}: restored {result['path']} as kept at {result['restored']} UTC; "
+          + ("on NFS too" if result["synced"] else "not yet on NFS: see `invoke status`"))
+    if not result["ok"]:
+        raise Exit(code=1)
+
+
+@task(**{**ENGINE_ARGS, "help": {**ENGINE_HELP, "nas": "NAS name"}})
+@user_errors
+def release(c, nas, engine=None, values=None, set=None, data_root=None):
+    """Let the deletions a NAS's mass-deletion guard holds go through."""
+    answer = toolkit.engine(engine, values, set, data_root).agent_request(nas, "release", 30)
+    if not answer or not answer.get("ok"):
+        raise Exit(f"{nas}: the sync agent did not answer; `invoke status` and `invoke logs {nas}`",
+                   code=1)
+    print(f"{nas}: {answer.get('released', 0)} held deletion(s) released")

@@ -132,7 +132,8 @@ def test_paths_keep_the_windows_flavour():
     engine = MinikubeEngine(values.load([]), Runner())
     paths = engine.paths("nas-backup")
     assert (paths.windows, paths.node, paths.container) == (
-        "C:\\simulator-data\\nas-backup", "/mnt/simulator-data/nas-backup", "/mnt/windows")
+        "C:\\simulator-data\\nas-backup", "/mnt/simulator-data/nas-backup",
+        "/mnt/windows-root/nas-backup")
     assert minikube.share_folder("/home/me/data", "nas-1") == "/home/me/data/nas-1"
 
 
@@ -263,6 +264,7 @@ def test_apply_is_server_side_with_field_manager_filesim_and_prunes_removed_nas(
                                  ("PersistentVolume", "filesim-nas-output-3"),
                                  ("PersistentVolume", "other-team-volume")])
     engine._clients = {"dynamic": fake}
+    engine._pods = lambda: {}  # the API's pod list (no cluster here): nothing running yet
     engine.apply(lambda message: None)
     kinds = {kind for kind, *_ in fake.applied}
     assert {"Namespace", "ConfigMap", "Deployment", "Service", "PersistentVolume",

@@ -63,7 +63,9 @@ def test_schema_defaults_are_themselves_valid():
     nas = filled["nasServers"][0]
     assert nas["role"] == "backup" and nas["access"] == "rw"
     assert nas["sync"] == {"mode": "bidirectional", "interval": 2, "settle": 0.5,
-                           "maxDeleteFraction": 0.5}
+                           "maxDeleteFraction": 0.5, "maxDelay": 5, "windowsNames": "encode",
+                           "hashSweep": {"minutes": 30, "mbPerSecond": 4}, "logLevel": "info"}
+    assert nas["versions"] == {"days": 7, "maxSize": "1Gi"}
     assert nas["storage"]["sizeLimit"] == "500Mi"
     assert filled["windowsRoot"] == "C:\\simulator-data" and filled["nodeRoot"] == "/mnt/simulator-data"
 
@@ -119,3 +121,19 @@ def test_missing_file_is_one_clear_line(tmp_path):
     with pytest.raises(values.ValuesError) as caught:
         values.load([tmp_path / "nope.yaml"])
     assert caught.value.lines() == [f"{tmp_path / 'nope.yaml'}: (file): not found; check the path"]
+
+
+def test_the_agent_defaults_are_the_schema_defaults():
+    """The agent runs without the schema (it is in the image alone): its defaults must agree."""
+    from filesim.quantity import to_bytes
+    from filesim.sync.settings import Settings
+
+    sync = values.load_dict()["nasServers"][0]["sync"]
+    versions = values.load_dict()["nasServers"][0]["versions"]
+    agent = Settings(None, None, None, "bidirectional")
+    assert (agent.interval, agent.settle, agent.max_delay, agent.max_delete_fraction,
+            agent.windows_names, agent.hash_sweep_minutes, agent.hash_sweep_mb_per_second,
+            agent.log_level, agent.versions_days, agent.versions_max_bytes) == (
+        sync["interval"], sync["settle"], sync["maxDelay"], sync["maxDeleteFraction"],
+        sync["windowsNames"], sync["hashSweep"]["minutes"], sync["hashSweep"]["mbPerSecond"],
+        sync["logLevel"], versions["days"], to_bytes(versions["maxSize"]))

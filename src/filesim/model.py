@@ -6,9 +6,21 @@ the documentation of each key); nothing downstream reads the raw dict.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import PurePosixPath, PureWindowsPath
 from typing import Any
+
+
+def is_windows_path(path: str) -> bool:
+    """Whether ``path`` is written as a Windows path (drive letter or UNC)."""
+    return bool(re.match(r"^([A-Za-z]:[\\/]|\\\\)", path))
+
+
+def share_folder(root: str, nas: str) -> str:
+    """A NAS's folder under the Windows root, in the root's own path flavour."""
+    return str(PureWindowsPath(root) / nas if is_windows_path(root) else PurePosixPath(root) / nas)
 
 
 @dataclass(frozen=True)
@@ -55,6 +67,11 @@ class SyncSettings:
     interval: float
     settle: float
     max_delete_fraction: float
+    max_delay: float
+    windows_names: str
+    hash_sweep_minutes: float
+    hash_sweep_mb_per_second: float
+    log_level: str
 
 
 @dataclass(frozen=True)
@@ -100,6 +117,14 @@ class Storage:
 
 
 @dataclass(frozen=True)
+class VersionsSettings:
+    """How long and how much of what the agent replaces on the Windows side is kept."""
+
+    days: float
+    max_size: str
+
+
+@dataclass(frozen=True)
 class Nas:
     """One simulated NAS server."""
 
@@ -108,6 +133,7 @@ class Nas:
     role: str
     access: str
     sync: SyncSettings
+    versions: VersionsSettings
     sidecar_enabled: bool
     sidecar_image: Image
     sidecar_resources: Resources
@@ -139,6 +165,7 @@ class Values:
     """The whole topology."""
 
     namespace: str
+    name_prefix: str
     image: Image
     windows_root: str
     node_root: str
@@ -154,6 +181,16 @@ class Values:
         """The enabled NAS named ``name``, if any."""
         return next((nas for nas in self.servers if nas.name == name), None)
 
+    def object_name(self, nas: str) -> str:
+        """What a NAS's objects, pod, volumes and export are called (the name, prefixed)."""
+        return f"{self.name_prefix}{nas}"
+
+    def nas_of(self, object_name: str) -> str | None:
+        """The NAS an object of this deployment is named after (None: another deployment's)."""
+        if not object_name.startswith(self.name_prefix):
+            return None
+        return object_name[len(self.name_prefix):]
+
 
 def build(raw: Mapping[str, Any], target_defaults: Mapping[str, Mapping[str, Any]]) -> Values:
     """Typed values from a complete (defaulted), validated values dict.
@@ -165,6 +202,7 @@ def build(raw: Mapping[str, Any], target_defaults: Mapping[str, Mapping[str, Any
     mk = raw["minikube"]
     return Values(
         namespace=raw["namespace"],
+        name_prefix=raw["namePrefix"],
         image=image,
         windows_root=raw["windowsRoot"],
         node_root=raw["nodeRoot"],
@@ -184,7 +222,10 @@ def _nas(raw: Mapping[str, Any], image: Image, target_defaults: Mapping[str, Map
         enabled=raw["enabled"],
         role=raw["role"],
         access=raw["access"],
-        sync=SyncSettings(sync["mode"], sync["interval"], sync["settle"], sync["maxDeleteFraction"]),
+        sync=SyncSettings(sync["mode"], sync["interval"], sync["settle"], sync["maxDeleteFraction"],
+                          sync["maxDelay"], sync["windowsNames"], sync["hashSweep"]["minutes"],
+                          sync["hashSweep"]["mbPerSecond"], sync["logLevel"]),
+        versions=VersionsSettings(raw["versions"]["days"], str(raw["versions"]["maxSize"])),
         sidecar_enabled=sidecar["enabled"],
         sidecar_image=Image.parse(sidecar.get("image", {}), base=image),
         sidecar_resources=Resources.parse(sidecar["resources"]),

@@ -68,17 +68,18 @@ def status_report(states: list[NasStatus], as_json: bool) -> str:
     """``invoke status`` output: a table, or JSON with the agents' full status."""
     if as_json:
         return json.dumps([vars(s) for s in states], indent=2, default=str)
-    rows = [("NAS", "READY", "MODE", "ENDPOINT", "USED", "LAST PASS", "PENDING", "CONFLICTS",
-             "ERRORS", "PROBLEM")]
+    rows = [("NAS", "READY", "MODE", "ENDPOINT", "USED", "LAST PASS", "PENDING", "PROBLEMS",
+             "CONFLICTS", "DETAIL")]
     for s in states:
         agent = s.agent
         last = agent.get("last_full_pass")
         age = f"{max(0.0, time.time() - last):.0f}s ago" if last else "-"
         export = agent.get("export") or {}
         used = (f"{export['used'] / 2**20:.0f}/{export['size'] / 2**20:.0f} MiB" if export else "-")
-        rows.append((s.name, "yes" if s.ready else "no", s.mode, s.endpoint, used, age,
-                     agent.get("pending", "-"), agent.get("conflicts", "-"),
-                     agent.get("errors", "-"), s.problem or ""))
+        ready = ("degraded" if s.degraded else "yes") if s.ready else "no"
+        problems = len(agent["problems"]) if "problems" in agent else "-"
+        rows.append((s.name, ready, s.mode, s.endpoint, used, age, agent.get("pending", "-"),
+                     problems, agent.get("conflicts", "-"), s.problem or s.degraded or ""))
     return table(rows)
 
 
@@ -89,3 +90,43 @@ def check_report(result: dict[str, Any]) -> str:
         seconds = f" in {outcome['seconds']}s" if outcome["seconds"] is not None else ""
         lines.append(f"  {direction.replace('_', ' ')}: {outcome['status']}{seconds}")
     return "\n".join(lines)
+
+
+def versions_report(engine: Any, nas: str, path: str | None, as_json: bool) -> str:
+    """``invoke versions``: what the agent kept of a NAS's Windows folder."""
+    from filesim.sync.versions import Versions
+
+    kept = Versions(engine.windows_folder(nas))
+    found = kept.of(path) if path else kept.all()
+    if as_json:
+        return json.dumps([vars(v) for v in found], indent=2)
+    if not found:
+        return f"{nas}: no versions kept" + (f" of {path}" if path else "")
+    rows = [("PATH", "KEPT AT (UTC)", "SIZE", "VERSION")]
+    rows += [(v.path, v.stamp, v.size, str(kept.folder / v.version)) for v in found]
+    return table(rows)
+
+
+def restore(engine: Any, nas: str, path: str, at: str | None, timeout: float) -> dict[str, Any]:
+    """``invoke restore``: put a kept version back in the Windows folder, wait until NFS has it."""
+    from datetime import UTC, datetime
+
+    from filesim.errors import UserError
+    from filesim.sync.versions import Versions
+
+    when = None
+    if at:
+        try:
+            moment = datetime.fromisoformat(at)
+        except ValueError:
+            raise UserError(f"--at {at!r} is not a time; write e.g. 2026-11-30T07:15:00 (UTC)",
+                            ) from None
+        when = (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+    try:
+        version = Versions(engine.windows_folder(nas)).restore(path, when)
+    except LookupError:
+        raise UserError(f"{nas} keeps no version of {path!r}" + (f" from before {at}" if at else "")
+                        + f"; `invoke versions {nas}` lists what is kept") from None
+    answer = engine.agent_request(nas, "barrier", timeout) or {"ok": False}
+    return {"nas": nas, "path": version.path, "restored": version.stamp, "ok": bool(answer.get("ok")),
+            "synced": bool(answer.get("ok"))}

@@ -377,6 +377,7 @@ def _check_network(nas: dict[str, Any], at: str, problems: list[Problem], unique
 def _quantities(nas: dict[str, Any], at: str) -> Iterable[tuple[str, Any]]:
     for key in ("sizeLimit", "stateSizeLimit"):
         yield f"{at}.storage.{key}", nas["storage"][key]
+    yield f"{at}.versions.maxSize", nas["versions"]["maxSize"]
     for owner in ("sidecar", "seed", "nfs"):
         for kind, amounts in nas[owner]["resources"].items():
             for resource, quantity in amounts.items():

@@ -1,8 +1,9 @@
 """The engine contract suite: the same end-to-end checks on every engine that can run here.
 
 podman runs wherever podman works (CI included); minikube runs whenever its kube context
-answers. Each engine gets the default 7-NAS topology, torn down at the end even on failure.
-With FILESIM_REQUIRE_E2E=1 (set by .ci/run) an unusable podman fails instead of skipping.
+answers. Each engine gets the suite's own deployment (tests/e2e/values.yaml: its own names,
+namespace and ports), torn down at the end even on failure; a tester's default deployment is
+never touched. With FILESIM_REQUIRE_E2E=1 (set by .ci/run) an unusable podman fails.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from suite import E2E_VALUES, podman_pods
 
 from filesim import toolkit, values
 from filesim.engines import EngineError
@@ -38,16 +40,35 @@ def _available(name: str) -> str | None:
     return None if context_reachable(profile) else f"no reachable kube context {profile!r}"
 
 
+@pytest.fixture(scope="session")
+def testers_deployment(tmp_path_factory):
+    """The tester's default deployment as the suite found it (one is started if none runs)."""
+    if _available("podman"):
+        pytest.skip("podman is not usable")
+    started = None
+    if not podman_pods("filesim"):
+        started = toolkit.engine("podman", [], [], str(tmp_path_factory.mktemp("testers-data")))
+        started.setup(print)
+        started.apply(print)
+        started.wait_ready(180, print)
+    engine = started or toolkit.engine("podman", [], [], None)
+    before = podman_pods("filesim")
+    yield engine, before
+    if started is not None:
+        started.destroy(print, force=True)
+
+
 @pytest.fixture(scope="session", params=["podman", "minikube"])
 def engine(request, data_root):
-    """The default topology deployed on one engine, destroyed even on failure."""
+    """The suite's deployment on one engine, destroyed even on failure."""
     missing = _available(request.param)
     if missing:
         if request.param == "podman" and os.environ.get("FILESIM_REQUIRE_E2E") == "1":
             pytest.fail(missing)
         pytest.skip(missing)
-    # nas-output-2 gets a small export so filling it (test_security) is quick.
-    eng = toolkit.engine(request.param, [], ["nasServers[5].storage.sizeLimit=32Mi"], str(data_root))
+    if request.param == "podman":
+        request.getfixturevalue("testers_deployment")  # recorded before the suite deploys
+    eng = toolkit.engine(request.param, [str(E2E_VALUES)], [], str(data_root))
     try:
         if request.param == "podman":
             eng.setup(print)
@@ -60,4 +81,5 @@ def engine(request, data_root):
     except EngineError as exc:
         pytest.fail(str(exc))
     finally:
-        eng.destroy(print)
+        eng.destroy(print, force=True)
+

@@ -63,6 +63,15 @@ class SharePaths:
 
 
 @dataclass
+class Retired:
+    """What retiring one NAS did: its export removed (flushed), or kept and why."""
+
+    nas: str
+    removed: bool
+    why: str = ""
+
+
+@dataclass
 class NasStatus:
     """What ``invoke status`` shows for one NAS."""
 
@@ -75,6 +84,8 @@ class NasStatus:
     problem: str | None = None
     #: The problem will not go away by waiting (image pull, crash loop, eviction...).
     stuck: bool = False
+    #: Serving and syncing, but something needs attention (the first problem, and how many).
+    degraded: str | None = None
     agent: dict[str, Any] = field(default_factory=dict)
 
 
@@ -175,6 +186,69 @@ class Engine(abc.ABC):
     def nfs_remove(self, nas: str, name: str) -> None:
         """Delete a file of the export through a real NFS client."""
 
+    def destroy(self, progress: Progress, *, force: bool = False) -> None:
+        """Stop and remove every NAS of this deployment; the Windows folders stay.
+
+        An export goes only once everything in it reached the Windows side (see ``retire``);
+        EngineError names the exports kept and how to recover (``force`` removes them anyway).
+        """
+        retired = [self.retire(nas, progress, force=force) for nas in self.deployed_names()]
+        kept = [r for r in retired if not r.removed]
+        if kept:
+            raise EngineError("; ".join(f"{r.nas}: export kept, {r.why}" for r in kept) +
+                              " — fix what is named (`invoke status --json` lists the problems), "
+                              "then run `invoke destroy` again, or `invoke destroy --force` to "
+                              "discard what did not reach the Windows side")
+
+    def retire(self, nas: str, progress: Progress, *, force: bool = False) -> Retired:
+        """Stop one NAS; remove its export only if nothing in it is missing on the Windows side.
+
+        NFS stops first (no client writes after the proof), the running agent flushes on
+        request and again when stopped; where it is dead or cannot finish, a one-shot flush
+        of the same agent code runs on the export. If even that leaves something behind, the
+        export and state stay where the next deploy finds them.
+        """
+        self.stop_nfs(nas)
+        answer = self.agent_request(nas, "flush", timeout=60) or {}
+        self.remove_pod(nas, progress)
+        final = self.final_status(nas) or {}
+        clean = answer.get("ok") is True and final.get("stopped") and not final.get("pending") \
+            and not final.get("unsynced")
+        why = ""
+        if not clean:
+            progress(f"{nas}: the agent did not confirm a clean flush; running a one-shot flush")
+            clean, why = self.flush_once(nas)
+        if clean or force:
+            self.remove_export(nas)
+            progress(f"removed {nas}" + ("" if clean else f" (forced: {why})"))
+            return Retired(nas, True)
+        return Retired(nas, False, why or "its changes could not all reach the Windows side")
+
+    def deployed_names(self) -> list[str]:
+        """Every NAS this deployment has pods or exports of (values order, then the rest)."""
+        return [nas.name for nas in self.servers()]
+
+    # Primitives of retire(), per engine.
+
+    def stop_nfs(self, nas: str) -> None:  # noqa: B027 - engines that can stop NFS alone do
+        """Stop the NAS's NFS server, if the engine can stop it alone (no client writes)."""
+
     @abc.abstractmethod
-    def destroy(self, progress: Progress) -> None:
-        """Stop and remove this deployment's pods and volumes (the Windows folders stay)."""
+    def agent_request(self, nas: str, kind: str, timeout: float) -> dict[str, Any] | None:
+        """Ask the NAS's running agent for a flush, barrier or release; None if it cannot."""
+
+    @abc.abstractmethod
+    def remove_pod(self, nas: str, progress: Progress) -> None:
+        """Stop the NAS's pod gracefully (the agent flushes) and remove it; export stays."""
+
+    @abc.abstractmethod
+    def final_status(self, nas: str) -> dict[str, Any] | None:
+        """The status the stopped agent left in its state folder."""
+
+    @abc.abstractmethod
+    def flush_once(self, nas: str) -> tuple[bool, str]:
+        """Run the agent once with --flush on the export; (clean, why not)."""
+
+    @abc.abstractmethod
+    def remove_export(self, nas: str) -> None:
+        """Remove the NAS's export filesystem, state and volumes."""

@@ -8,6 +8,7 @@ likely fix.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import re
@@ -16,7 +17,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path, PurePosixPath, PureWindowsPath
+from pathlib import Path
 from typing import Any
 
 from filesim.engines.base import (
@@ -28,11 +29,11 @@ from filesim.engines.base import (
     prepare_share,
 )
 from filesim.engines.podman import EXPORT_FS
-from filesim.manifests.props import EXPORT_DIR, STATE_DIR, WINDOWS_DIR, node_dir
-from filesim.model import Values
+from filesim.manifests.props import EXPORT_DIR, STATE_DIR, WINDOWS_ROOT_DIR, node_dir
+from filesim.model import Values, is_windows_path, share_folder
 from filesim.quantity import mebibytes, to_bytes
 from filesim.run import Runner
-from filesim.sync.status import CONTAINERS, STATUS_FILE
+from filesim.sync.status import CONTAINERS, STATUS_FILE, degraded
 
 FIELD_MANAGER = "filesim"
 PART_OF = "app.kubernetes.io/part-of=filesim"
@@ -47,16 +48,6 @@ PRUNABLE = [("apps/v1", "Deployment"), ("v1", "Service"), ("v1", "ConfigMap"),
 
 
 # -- pure helpers (tested without a cluster) ---------------------------------------------------
-
-def is_windows_path(path: str) -> bool:
-    """Whether ``path`` is written as a Windows path (drive letter or UNC)."""
-    return bool(re.match(r"^([A-Za-z]:[\\/]|\\\\)", path))
-
-
-def share_folder(root: str, nas: str) -> str:
-    """The NAS's folder under the Windows root, in the root's own path flavour."""
-    return str(PureWindowsPath(root) / nas if is_windows_path(root) else PurePosixPath(root) / nas)
-
 
 def version_tuple(text: str) -> tuple[int, ...]:
     """``v1.33.0`` / ``1.33`` → (1, 33, 0)."""
@@ -302,6 +293,12 @@ class MinikubeEngine(Engine):
         from filesim.manifests import Target, manifests  # cdk8s starts Node: only when deploying
 
         dynamic = self._api("dynamic")
+        wanted = {nas.name for nas in self.servers()}
+        for gone in sorted(set(self._pods()) - wanted):
+            retired = self.retire(gone, progress)
+            if not retired.removed:
+                raise EngineError(f"{gone} was left out of the values but its export is kept: "
+                                  f"{retired.why}; fix that, or `invoke destroy --force`")
         self._copy_export_fs()
         for nas in self.servers():
             self._export_fs("prepare", nas.name, str(to_bytes(nas.storage.size_limit)))
@@ -325,7 +322,10 @@ class MinikubeEngine(Engine):
     def _export_fs(self, action: str, nas: str, *args: str) -> None:
         """Prepare or remove one NAS's export filesystem and state on the node."""
         self.run(["minikube", "-p", self.context, "ssh", "--", "sudo", "sh", NODE_EXPORT_FS, action,
-                  node_dir(self.namespace, nas), *args])
+                  self._node_dir(nas), *args])
+
+    def _node_dir(self, nas: str) -> str:
+        return node_dir(self.namespace, self.values.object_name(nas))
 
     def _prune(self, keep: set[tuple[str, str]], progress: Progress) -> None:
         """Delete filesim's objects that the values no longer describe (removed NAS servers)."""
@@ -347,7 +347,7 @@ class MinikubeEngine(Engine):
         found: dict[str, dict[str, Any]] = {}
         for pod in pods.items:
             data = raw.sanitize_for_serialization(pod)
-            nas = data["metadata"]["labels"].get("app.kubernetes.io/instance")
+            nas = self.values.nas_of(data["metadata"]["labels"].get("app.kubernetes.io/instance", ""))
             if nas and not data["metadata"].get("deletionTimestamp"):
                 found[nas] = data
         return found
@@ -375,16 +375,17 @@ class MinikubeEngine(Engine):
                         item.agent = json.loads(out.stdout)
                     except ValueError:
                         item.agent = {}
+                    item.degraded = degraded(item.agent)
                 if not item.ready and item.problem is None:
                     item.problem = f"pod {pod['status'].get('phase', 'Pending').lower()}, not ready yet"
             result.append(item)
         return result
 
-    def _tail(self, pod: dict[str, Any], container: str) -> str:
+    def _tail(self, pod: dict[str, Any], container: str, *, previous: bool = True) -> str:
         core = self._api("core")
         try:
             return core.read_namespaced_pod_log(pod["metadata"]["name"], self.namespace,
-                                                container=container, tail_lines=5, previous=True)
+                                                container=container, tail_lines=5, previous=previous)
         except Exception:
             return "(no log)"
 
@@ -427,7 +428,8 @@ class MinikubeEngine(Engine):
     def paths(self, nas: str) -> SharePaths:
         self.server(nas)
         return SharePaths(windows=share_folder(self.values.windows_root, nas),
-                          node=f"{self.values.node_root.rstrip('/')}/{nas}", container=WINDOWS_DIR)
+                          node=f"{self.values.node_root.rstrip('/')}/{nas}",
+                          container=f"{WINDOWS_ROOT_DIR}/{nas}")
 
     def windows_folder(self, nas: str) -> Path:
         root = self.values.windows_root
@@ -462,11 +464,97 @@ class MinikubeEngine(Engine):
 
     # teardown -------------------------------------------------------------------------------
 
-    def destroy(self, progress: Progress) -> None:
-        self._prune(set(), progress)
-        deadline = time.monotonic() + 60
-        while self._pods() and time.monotonic() < deadline:
-            time.sleep(self.poll_seconds)
+    def destroy(self, progress: Progress, *, force: bool = False) -> None:
+        self._api("dynamic")  # no cluster: one line naming the fix, before anything runs
         self._copy_export_fs()
-        for nas in self.servers():
-            self._export_fs("remove", nas.name)
+        try:
+            super().destroy(progress, force=force)
+        finally:
+            self._prune(set(), progress)  # what is left: the namespace's shared objects
+
+    # Engine.retire's primitives -----------------------------------------------------------
+
+    def deployed_names(self) -> list[str]:
+        names = [nas.name for nas in self.servers()]
+        return names + sorted(set(self._pods()) - set(names))
+
+    def agent_request(self, nas: str, kind: str, timeout: float) -> dict[str, Any] | None:
+        pod = self._pods().get(nas)
+        if pod is None:
+            return None
+        result = self._exec(pod["metadata"]["name"], "sync", [
+            "filesim-sync", "--state", STATE_DIR, "--request", kind, "--timeout", str(timeout)])
+        try:
+            return json.loads(result.stdout.strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            return None
+
+    def remove_pod(self, nas: str, progress: Progress) -> None:
+        """Delete the NAS's objects; its pod stops (ganesha first, then the agent, which flushes)."""
+        dynamic = self._api("dynamic")
+        for api_version, kind in PRUNABLE:
+            resource = self._call(dynamic.resources.get, api_version=api_version, kind=kind)
+            cluster_wide = kind == "PersistentVolume"
+            own = self.values.object_name(nas)
+            name = f"{self.namespace}-{own}" if cluster_wide else own
+            for candidate in ([name] if kind != "ConfigMap" else [own, f"{own}-ganesha"]):
+                with contextlib.suppress(Exception):
+                    dynamic.delete(resource, name=candidate,
+                                   namespace=None if cluster_wide else self.namespace)
+        deadline = time.monotonic() + 90
+        while nas in self._pods() and time.monotonic() < deadline:
+            time.sleep(self.poll_seconds)
+
+    def final_status(self, nas: str) -> dict[str, Any] | None:
+        result = self.run(["minikube", "-p", self.context, "ssh", "--", "sudo", "cat",
+                           f"{self._node_dir(nas)}/state/{STATUS_FILE}"],
+                          check=False, reads_only=True)
+        try:
+            return json.loads(result.stdout)
+        except ValueError:
+            return None
+
+    def flush_once(self, nas: str) -> tuple[bool, str]:
+        """A pod of the same image runs the agent once with --flush on the kept export."""
+        from filesim.manifests.props import NasProps, Target
+
+        known = self.values.server(nas)
+        mode = known.sync.mode if known else (self.final_status(nas) or {}).get("mode", "bidirectional")
+        args = NasProps(known, Target.KUBERNETES, self.namespace, self.values.image,
+                        self.values.node_root, self.values.windows_root,
+                        self.values.name_prefix).sync_args(once=False) \
+            if known else ["filesim-sync", "--nfs", EXPORT_DIR, "--windows",
+                           f"{WINDOWS_ROOT_DIR}/{nas}", "--state", STATE_DIR, "--mode", mode]
+        folder = self._node_dir(nas)
+        name = f"{self.values.object_name(nas)}-flush"
+        body = {"apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": name, "namespace": self.namespace,
+                             "labels": {"app.kubernetes.io/part-of": "filesim"}},
+                "spec": {"restartPolicy": "Never", "containers": [{
+                    "name": "flush", "image": self.image_ref, "args": [*args, "--flush"],
+                    "imagePullPolicy": self.values.image.pull_policy,
+                    "volumeMounts": [{"name": "windows", "mountPath": WINDOWS_ROOT_DIR},
+                                     {"name": "export", "mountPath": EXPORT_DIR},
+                                     {"name": "state", "mountPath": STATE_DIR}]}],
+                         "volumes": [{"name": "windows", "hostPath": {"path": self.values.node_root}},
+                                     {"name": "export", "hostPath": {"path": f"{folder}/export",
+                                                                     "type": "Directory"}},
+                                     {"name": "state", "hostPath": {"path": f"{folder}/state",
+                                                                    "type": "Directory"}}]}}
+        dynamic, core = self._api("dynamic"), self._api("core")
+        resource = self._call(dynamic.resources.get, api_version="v1", kind="Pod")
+        self._call(dynamic.create, resource, body=body, namespace=self.namespace)
+        phase = "Pending"
+        deadline = time.monotonic() + 180
+        while phase not in ("Succeeded", "Failed") and time.monotonic() < deadline:
+            time.sleep(self.poll_seconds)
+            phase = self._call(core.read_namespaced_pod, name, self.namespace).status.phase
+        log = self._tail({"metadata": {"name": name}}, "flush", previous=False)
+        with contextlib.suppress(Exception):
+            dynamic.delete(resource, name=name, namespace=self.namespace)
+        if phase == "Succeeded":
+            return True, ""
+        return False, " | ".join(log.strip().splitlines()[-2:]) or f"the one-shot flush is {phase}"
+
+    def remove_export(self, nas: str) -> None:
+        self._export_fs("remove", nas)

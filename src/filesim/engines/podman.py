@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -23,7 +24,9 @@ from filesim.engines.base import (
 from filesim.manifests.props import (
     EMPTY_DIRS,
     EXPORT_DIR,
-    WINDOWS_DIR,
+    NODE_ROOT,
+    STATE_DIR,
+    WINDOWS_ROOT_DIR,
     ganesha_config_name,
     node_dir,
     volume_name,
@@ -31,12 +34,15 @@ from filesim.manifests.props import (
 from filesim.model import Values
 from filesim.quantity import to_bytes
 from filesim.run import CommandError, Runner
-from filesim.sync.status import CONTAINERS, MARKER, health, read_status
+from filesim.sync.status import CONTAINERS, MARKER, degraded, health, read_status
 
 CONTAINERS_CONF = Path(__file__).with_name("containers.conf")
 EXPORT_FS = PROJECT_ROOT / "scripts" / "export-fs.sh"
 WORK_DIR = PROJECT_ROOT / ".filesim" / "podman"
 PART_OF = "app.kubernetes.io/part-of=filesim"
+#: Pod label holding the hash of the manifest a pod was started from (deploy skips it if equal;
+#: podman 4.3 passes neither --annotation nor template annotations of a Deployment to its pod).
+SPEC_LABEL = "filesim.dev/spec"
 #: Programs the podman engine needs (each is also the Debian package's name).
 TOOLS = ("podman", "runc", "catatonit", "debootstrap")
 
@@ -91,38 +97,64 @@ class PodmanEngine(Engine):
             raise EngineError(f"image {self.image_ref} is missing; run `invoke setup` first")
         from filesim.manifests import Target, synth  # cdk8s starts Node: only when deploying
 
-        self.destroy(progress)
-        for nas in self.servers():
-            self._export_fs("prepare", nas.name, str(to_bytes(nas.storage.size_limit)))
+        pods = self._pods()
+        wanted = {nas.name for nas in self.servers()}
+        for gone in sorted(self._pod_nas(pods) - wanted):
+            retired = self.retire(gone, progress)
+            if not retired.removed:
+                raise EngineError(f"{gone} was left out of the values but its export is kept: "
+                                  f"{retired.why}; fix that, or `invoke destroy --force`")
         files = synth(self.values, Target.PODMAN, self.manifests_dir, node_root=str(self.data_root))
-        for path in files:
-            progress(f"starting {path.name.removesuffix('.k8s.yaml')}")
+        for nas, path in zip(self.servers(), files, strict=True):
+            spec = _label_with_spec(path)
+            pod = pods.get(self.pod_name(nas.name))
+            if pod is not None and (pod.get("Labels") or {}).get(SPEC_LABEL) == spec \
+                    and self._all_running(pod):
+                progress(f"{nas.name}: unchanged")
+                continue
+            self._export_fs("prepare", nas.name, str(to_bytes(nas.storage.size_limit)))
+            if pod is not None:
+                self.remove_pod(nas.name, progress)  # the export stays: the new pod resumes it
             self.run(["podman", "kube", "play", "--network", "host", path])
+            progress(f"{nas.name}: {'replaced' if pod is not None else 'created'}")
+
+    @staticmethod
+    def _all_running(pod: dict[str, Any]) -> bool:
+        return all(c["Status"] == "running" for c in pod.get("Containers", [])
+                   if not c["Names"].endswith(("-infra", "-seed")))
+
+    def _pod_nas(self, pods: dict[str, dict[str, Any]]) -> set[str]:
+        """The NAS names of this deployment's pods."""
+        return {nas for name in pods if (nas := self.values.nas_of(name.removesuffix("-pod-0")))}
+
+    def _node_dir(self, nas: str) -> str:
+        return node_dir(self.values.namespace, self.values.object_name(nas))
 
     def _export_fs(self, action: str, nas: str, *args: str) -> None:
         """Prepare or remove one NAS's export filesystem and state on this host."""
         if os.geteuid() != 0 and not self.run.dry_run:
             raise EngineError("every export gets a filesystem of its own, and mounting one needs "
                               "root: run the task with sudo")
-        self.run(["sh", EXPORT_FS, action, node_dir(self.values.namespace, nas), *args])
+        self.run(["sh", EXPORT_FS, action, self._node_dir(nas), *args])
 
     # -- observing ---------------------------------------------------------------------------
 
     def _pods(self) -> dict[str, dict[str, Any]]:
-        result = self.run(["podman", "pod", "ps", "--filter", f"label={PART_OF}", "--format", "json"],
-                          reads_only=True)
+        """The pods of this deployment by name (another deployment's have another label)."""
+        result = self.run(["podman", "pod", "ps", "--filter", f"label={PART_OF}", "--filter",
+                           f"label=filesim.dev/deployment={self.values.namespace}",
+                           "--format", "json"], reads_only=True)
         return {pod["Name"]: pod for pod in json.loads(result.stdout or "[]")}
 
-    @staticmethod
-    def pod_name(nas: str) -> str:
+    def pod_name(self, nas: str) -> str:
         """Podman names a Deployment's pod ``<name>-pod-0``."""
-        return f"{nas}-pod-0"
+        return f"{self.values.object_name(nas)}-pod-0"
 
     def _container(self, nas: str, container: str) -> str:
         return f"{self.pod_name(nas)}-{CONTAINERS[container]}"
 
     def _agent_status(self, nas: str) -> tuple[dict[str, Any], str]:
-        status = read_status(Path(node_dir(self.values.namespace, nas), "state"))
+        status = read_status(Path(self._node_dir(nas), "state"))
         ok, why = health(status)
         return status or {}, ("" if ok else f"sync: {why}")
 
@@ -147,6 +179,7 @@ class PodmanEngine(Engine):
                     problem = f"nothing listens on 127.0.0.1:{port} yet"
                 item.problem = problem or None
                 item.ready = item.problem is None
+                item.degraded = degraded(item.agent)
             found.append(item)
         return found
 
@@ -168,7 +201,7 @@ class PodmanEngine(Engine):
 
     def paths(self, nas: str) -> SharePaths:
         folder = str(self.windows_folder(nas))
-        return SharePaths(windows=folder, node=folder, container=WINDOWS_DIR)
+        return SharePaths(windows=folder, node=folder, container=f"{WINDOWS_ROOT_DIR}/{nas}")
 
     def windows_folder(self, nas: str) -> Path:
         self.server(nas)
@@ -205,28 +238,96 @@ class PodmanEngine(Engine):
     def nfs_remove(self, nas: str, name: str) -> None:
         self._client(["nfs-rm", self._url(nas, name)], check=False)
 
-    # -- teardown ----------------------------------------------------------------------------
+    # -- teardown (Engine.retire's primitives) ----------------------------------------------
 
-    def destroy(self, progress: Progress) -> None:
-        pods = sorted(self._pods())
-        if pods:
-            progress(f"stopping {len(pods)} pod(s); sync agents flush pending changes")
-            # Graceful stop first: `kube down` kills at once and the agents could not flush.
-            self.run(["podman", "pod", "stop", "--time", "15", *pods])
-            self.run(["podman", "pod", "rm", "--force", *pods])
-        names = {nas.name for nas in self.servers()} | {p.removesuffix("-pod-0") for p in pods}
+    def deployed_names(self) -> list[str]:
+        names = [nas.name for nas in self.servers()]
+        found = self._pod_nas(self._pods())
+        root = Path(NODE_ROOT, self.values.namespace)
+        if root.is_dir():
+            found |= {nas for p in root.iterdir() if p.is_dir() and (nas := self.values.nas_of(p.name))}
+        return names + sorted(found - set(names))
+
+    def stop_nfs(self, nas: str) -> None:
+        self.run(["podman", "stop", "--time", "10", self._container(nas, "nfs")], check=False)
+
+    def agent_request(self, nas: str, kind: str, timeout: float) -> dict[str, Any] | None:
+        result = self.run(["podman", "exec", self._container(nas, "sync"), "filesim-sync",
+                           "--state", STATE_DIR, "--request", kind, "--timeout", str(timeout)],
+                          check=False, reads_only=True)
+        try:
+            return json.loads(result.stdout.strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            return None
+
+    def remove_pod(self, nas: str, progress: Progress) -> None:
+        pod = self.pod_name(nas)
+        if self.run(["podman", "pod", "exists", pod], check=False, reads_only=True).returncode == 0:
+            # Graceful stop first: `kube down` kills at once and the agent could not flush.
+            self.run(["podman", "pod", "stop", "--time", "15", pod])
+            self.run(["podman", "pod", "rm", "--force", pod])
+
+    def final_status(self, nas: str) -> dict[str, Any] | None:
+        return read_status(Path(self._node_dir(nas), "state"))
+
+    def flush_once(self, nas: str) -> tuple[bool, str]:
+        folder = self._node_dir(nas)
+        if not Path(folder, "export").is_dir():
+            return True, ""  # nothing was ever exported
+        args = self._sync_args(nas)
+        result = self.run(["podman", "run", "--rm", "--network", "none",
+                           "-v", f"{self.data_root}:{WINDOWS_ROOT_DIR}",
+                           "-v", f"{folder}/export:{EXPORT_DIR}", "-v", f"{folder}/state:{STATE_DIR}",
+                           self.image_ref, *args, "--flush"], check=False)
+        if result.returncode == 0:
+            return True, ""
+        status = read_status(Path(folder, "state")) or {}
+        problems = [f"{p['path']}: {p['reason']}" for p in status.get("problems", [])
+                    if p.get("blocks", True)][:3]
+        if problems:
+            return False, "; ".join(problems)
+        tail = (result.stdout or "").strip().splitlines()
+        return False, tail[-1] if tail else "the one-shot flush failed"
+
+    def _sync_args(self, nas: str) -> list[str]:
+        """The agent's command line for a NAS (a removed one: the mode its agent last ran)."""
+        from filesim.manifests.props import NasProps, Target
+
+        known = self.values.server(nas)
+        if known is not None:
+            return NasProps(known, Target.PODMAN, self.values.namespace, self.values.image,
+                            str(self.data_root), self.values.windows_root,
+                            self.values.name_prefix).sync_args(once=False)
+        mode = (self.final_status(nas) or {}).get("mode", "bidirectional")
+        return ["filesim-sync", "--nfs", EXPORT_DIR, "--windows", f"{WINDOWS_ROOT_DIR}/{nas}",
+                "--state", STATE_DIR, "--mode", mode, "--log-format", "json"]
+
+    def remove_export(self, nas: str) -> None:
         volumes = self.run(["podman", "volume", "ls", "--format", "{{.Name}}"],
                            reads_only=True).stdout.split()
-        ours = [v for v in volumes if any(v in _volume_names(n) for n in names)]
+        ours = [v for v in volumes if v in _volume_names(self.values.object_name(nas))]
         if ours:
             self.run(["podman", "volume", "rm", "--force", *ours])
-        for nas in sorted(names):
-            self._export_fs("remove", nas)
+        self._export_fs("remove", nas)
 
 
 def _volume_names(nas: str) -> set[str]:
     """Volumes the podman target creates for one NAS (emptyDirs and the ganesha ConfigMap)."""
     return {volume_name(nas, suffix) for suffix in EMPTY_DIRS} | {ganesha_config_name(nas)}
+
+
+def _label_with_spec(path: Path) -> str:
+    """Label the pod template of a NAS's manifest with the manifest's hash; return the hash."""
+    import yaml
+
+    text = path.read_text()
+    spec = hashlib.sha256(text.encode()).hexdigest()[:16]
+    objects = list(yaml.safe_load_all(text))
+    for obj in objects:
+        if obj["kind"] == "Deployment":
+            obj["spec"]["template"]["metadata"]["labels"][SPEC_LABEL] = spec
+    path.write_text(yaml.safe_dump_all(objects, sort_keys=False))
+    return spec
 
 
 def _serves(port: int) -> bool:

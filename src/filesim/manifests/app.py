@@ -49,7 +49,8 @@ def nas_props(values: Values, target: Target, node_root: str | None = None) -> l
     """Props of every enabled NAS for ``target``."""
     return [
         NasProps(nas=nas, target=target, namespace=values.namespace, image=values.image,
-                 node_root=node_root or values.node_root)
+                 node_root=node_root or values.node_root, windows_root=values.windows_root,
+                 name_prefix=values.name_prefix)
         for nas in values.servers
     ]
 

@@ -25,6 +25,7 @@ def labels(props: NasProps) -> dict[str, str]:
         "app.kubernetes.io/name": "filesim-nas",
         "app.kubernetes.io/part-of": "filesim",
         "filesim.dev/role": props.nas.role,
+        "filesim.dev/deployment": props.namespace,
     }
 
 

@@ -14,7 +14,7 @@ from filesim.manifests.props import (
     RPCBIND_CAPABILITIES,
     STATE_DIR,
     SYNC_CAPABILITIES,
-    WINDOWS_DIR,
+    WINDOWS_ROOT_DIR,
     NasProps,
     ganesha_config_name,
     volume_name,
@@ -83,7 +83,7 @@ class NasServer(Construct):
             ),
             volumes=[
                 k8s.Volume(name=self._volume("windows"), host_path=k8s.HostPathVolumeSource(
-                    path=props.share_path, type="DirectoryOrCreate")),
+                    path=props.node_root, type="DirectoryOrCreate")),
                 *self._own_filesystems(),
                 k8s.Volume(name=self._volume("ganesha-run"), empty_dir=k8s.EmptyDirVolumeSource(
                     size_limit=quantity("16Mi"))),
@@ -139,7 +139,7 @@ class NasServer(Construct):
             resources=resources(nas.seed_resources if once else nas.sidecar_resources),
             security_context=security_context(SYNC_CAPABILITIES),
             volume_mounts=[
-                k8s.VolumeMount(name=self._volume("windows"), mount_path=WINDOWS_DIR),
+                k8s.VolumeMount(name=self._volume("windows"), mount_path=WINDOWS_ROOT_DIR),
                 k8s.VolumeMount(name=self._volume("export"), mount_path=EXPORT_DIR),
                 k8s.VolumeMount(name=self._volume("state"), mount_path=STATE_DIR),
             ],

@@ -6,11 +6,14 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from filesim.manifests import ganesha
-from filesim.model import Image, Nas
+from filesim.model import Image, Nas, share_folder
+from filesim.quantity import to_bytes
 
 #: Paths inside the NAS containers.
 EXPORT_DIR = ganesha.EXPORT_PATH
-WINDOWS_DIR = "/mnt/windows"
+#: The folder holding every NAS's Windows folder: mounted whole, so a NAS folder deleted and
+#: created again is seen without a restart.
+WINDOWS_ROOT_DIR = "/mnt/windows-root"
 STATE_DIR = "/var/lib/filesim-sync"
 GANESHA_CONF_DIR = "/etc/ganesha"
 
@@ -92,7 +95,7 @@ RPCBIND_CAPABILITIES = ("NET_BIND_SERVICE", "SETGID", "SETUID")
 
 @dataclass(frozen=True)
 class NasProps:
-    """Everything one NAS construct needs.
+    r"""Everything one NAS construct needs.
 
     Attributes:
         nas: the NAS of the values.
@@ -100,6 +103,8 @@ class NasProps:
         namespace: namespace of the namespaced objects (kubernetes target).
         image: the NAS image.
         node_root: host folder holding one sub-folder per NAS (the Windows share's mount point).
+        windows_root: the same folder as the tester's machine names it (C:\simulator-data).
+        name_prefix: put before every object's name (values ``namePrefix``).
     """
 
     nas: Nas
@@ -107,11 +112,13 @@ class NasProps:
     namespace: str
     image: Image
     node_root: str
+    windows_root: str
+    name_prefix: str = ""
 
     @property
     def name(self) -> str:
-        """The NAS name."""
-        return self.nas.name
+        """What the NAS's objects are called: its name, prefixed."""
+        return f"{self.name_prefix}{self.nas.name}"
 
     @property
     def traits(self) -> TargetTraits:
@@ -134,22 +141,30 @@ class NasProps:
         return node_dir(self.namespace, self.name)
 
     @property
-    def share_path(self) -> str:
-        """The NAS's folder on the node."""
-        return f"{self.node_root.rstrip('/')}/{self.name}"
+    def windows_dir(self) -> str:
+        """The NAS's Windows folder inside the sync containers (named after the NAS)."""
+        return f"{WINDOWS_ROOT_DIR}/{self.nas.name}"
 
     def sync_args(self, *, once: bool) -> list[str]:
         """The filesim-sync command line for the seed (``once``) or the sidecar."""
-        sync = self.nas.sync
+        sync, versions = self.nas.sync, self.nas.versions
         args = [
             "filesim-sync",
             "--nfs", EXPORT_DIR,
-            "--windows", WINDOWS_DIR,
+            "--windows", self.windows_dir,
             "--state", STATE_DIR,
             "--mode", sync.mode,
             "--interval", _number(sync.interval),
             "--settle", _number(sync.settle),
+            "--max-delay", _number(sync.max_delay),
             "--max-delete-fraction", _number(sync.max_delete_fraction),
+            "--windows-names", sync.windows_names,
+            "--windows-root", share_folder(self.windows_root, self.nas.name),
+            "--versions-days", _number(versions.days),
+            "--versions-max-bytes", str(to_bytes(versions.max_size)),
+            "--hash-sweep-minutes", _number(sync.hash_sweep_minutes),
+            "--hash-sweep-mb-per-second", _number(sync.hash_sweep_mb_per_second),
+            "--log-level", sync.log_level,
             "--log-format", "json",
             "--require-own-filesystem",
         ]

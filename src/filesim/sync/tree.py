@@ -27,7 +27,8 @@ from filesim.sync.status import HIDDEN, MARKER, PROBE_PREFIX
 TEMP_PREFIX = ".filesim-tmp."
 CHUNK = 1 << 20
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | getattr(os, "O_NOATIME", 0)
+#: No O_NOATIME: on files of other uids (NFS clients) it needs CAP_FOWNER, which the agent lacks.
+READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
 IGNORED_PREFIXES = (TEMP_PREFIX, PROBE_PREFIX)
 ROOT_IGNORED = (MARKER, HIDDEN)
 

@@ -1,0 +1,181 @@
+"""Nothing lost around the agent, on live NAS pods (issue #9).
+
+A killed agent, a NAS folder deleted and created again, a symlink an NFS client plants, a
+folder that refuses writes, the README's own check-sync, a file the system under test deletes,
+and an export that cannot be flushed when the deployment goes. podman only: these tests reach
+into containers and the host (``podman kill``, ``chattr``, the raw NFS client).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+from harness import cpu_seconds, wait_until
+from nfs4 import Client
+from suite import invoke
+
+from filesim.engines import EngineError
+
+
+@pytest.fixture
+def podman(engine):
+    if engine.name != "podman":
+        pytest.skip("reaches into containers and the host: podman engine only")
+    return engine
+
+
+def nfs_copy_in(engine, nas: str, files: dict[str, bytes]) -> None:
+    """Write several files over NFS with one client container (libnfs)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, data in files.items():
+            (Path(tmp) / name).parent.mkdir(parents=True, exist_ok=True)
+            (Path(tmp) / name).write_bytes(data)
+        script = "; ".join(f"nfs-cp /src/{n} '{engine._url(nas, n)}' >/dev/null" for n in files)
+        engine.run(["podman", "run", "--rm", "--network", "host", "-v", f"{tmp}:/src:ro",
+                    engine.image_ref, "sh", "-ec", script])
+
+
+def agent_pid(engine, nas: str) -> int:
+    """The host pid of a NAS's sync agent (tini's child in the sync container)."""
+    tini = engine.run(["podman", "inspect", "--format", "{{.State.Pid}}",
+                       engine._container(nas, "sync")], reads_only=True).stdout.strip()
+    return int(Path(f"/proc/{tini}/task/{tini}/children").read_text().split()[0])
+
+
+def log_lines(engine, nas: str) -> int:
+    return len(engine.run(["podman", "logs", engine._container(nas, "sync")],
+                          reads_only=True).stdout.splitlines())
+
+
+def agent(engine, nas: str) -> dict:
+    return next(s for s in engine.status() if s.name == nas).agent
+
+
+def test_check_sync_on_a_fresh_deploy_leaves_no_errors_and_nothing_held(podman, data_root):
+    result = invoke(podman, data_root, "check-sync", "nas-backup", "--json")
+    assert result.returncode == 0, result.stdout + result.stderr
+    time.sleep(3)
+    status = agent(podman, "nas-backup")
+    assert status["errors"] == 0 and status["held_deletions"] == 0 and status["problems"] == []
+
+
+def test_a_killed_agent_then_deploy_loses_nothing_written_meanwhile(podman):
+    podman.run(["podman", "kill", podman._container("nas-output-1", "sync")])
+    written = {f"while-down-{i:02}.csv": f"row {i}\n".encode() for i in range(40)}
+    nfs_copy_in(podman, "nas-output-1", written)
+
+    podman.apply(print)
+    podman.wait_ready(120, print)
+
+    folder = podman.windows_folder("nas-output-1")
+    wait_until(lambda: all((folder / n).exists() for n in written), 30)
+    assert {n: (folder / n).read_bytes() for n in written} == written
+
+
+def test_a_nas_folder_deleted_and_created_again_loses_nothing(podman, data_root):
+    folder = podman.windows_folder("nas-output-1")
+    shutil.rmtree(folder)
+    written = {f"after-delete-{i:02}.txt": f"{i}\n".encode() for i in range(20)}
+    nfs_copy_in(podman, "nas-output-1", written)
+
+    assert invoke(podman, data_root, "setup").returncode == 0
+    deployed = invoke(podman, data_root, "deploy")
+    assert deployed.returncode == 0, deployed.stderr
+
+    wait_until(lambda: all((folder / n).exists() for n in written), 30)
+    assert {n: (folder / n).read_bytes() for n in written} == written
+
+
+def test_an_nfs_symlink_beside_a_windows_folder_never_restarts_the_agent(podman):
+    folder = podman.windows_folder("nas-output-2")
+    (folder / "reports").mkdir()
+    (folder / "reports" / "q1.csv").write_text("the tester's\n")
+    wait_until(lambda: podman.nfs_read("nas-output-2", "reports/q1.csv") is not None, 30)
+    with Client("127.0.0.1", podman.server("nas-output-2").podman_port, uid=1000, gid=1000) as nfs:
+        export = nfs.handle("/export")
+        nfs.symlink(export, "results", "/tmp")
+
+    time.sleep(5)
+    restarts = podman.run(["podman", "inspect", "--format", "{{.RestartCount}}",
+                           podman._container("nas-output-2", "sync")], reads_only=True).stdout
+    assert restarts.strip() == "0"
+    assert (folder / "reports" / "q1.csv").read_text() == "the tester's\n"
+    assert not (folder / "results").exists()
+    problems = {p["path"]: p["reason"] for p in agent(podman, "nas-output-2")["problems"]}
+    assert "symlink" in problems["results"]
+
+
+def test_a_windows_folder_refusing_writes_is_cheap_and_named_then_the_file_lands(podman, data_root):
+    folder = podman.windows_folder("nas-backup")
+    (folder / "locked").mkdir()
+    wait_until(lambda: podman.nfs_read("nas-backup", "locked") is not None or
+               podman.exec("nas-backup", "nfs", ["test", "-d", "/export/locked"]).returncode == 0, 30)
+    subprocess.run(["chattr", "+i", str(folder / "locked")], check=True)
+    try:
+        nfs_copy_in(podman, "nas-backup", {"locked/out.csv": b"for the locked folder\n"})
+        time.sleep(1)
+        pid = agent_pid(podman, "nas-backup")
+        cpu, lines = cpu_seconds(pid), log_lines(podman, "nas-backup")
+        time.sleep(10)
+        cpu = (cpu_seconds(pid) - cpu) / 10
+        lines = log_lines(podman, "nas-backup") - lines
+        assert cpu <= 0.10 and lines <= 60, (cpu, lines)
+        status = json.loads(invoke(podman, data_root, "status", "--json").stdout)
+        [nas] = [s for s in status if s["name"] == "nas-backup"]
+        assert [p["path"] for p in nas["agent"]["problems"]] == ["locked/out.csv"]
+        assert nas["degraded"]
+    finally:
+        subprocess.run(["chattr", "-i", str(folder / "locked")], check=True)
+    accepted = time.monotonic()
+    wait_until(lambda: (folder / "locked" / "out.csv").exists(), 30)
+    assert time.monotonic() - accepted <= 30
+
+
+def test_a_testers_file_deleted_by_the_system_under_test_comes_back_with_restore(podman, data_root):
+    folder = podman.windows_folder("nas-output-3")
+    (folder / "input.csv").write_text("the tester's only copy\n")
+    wait_until(lambda: podman.nfs_read("nas-output-3", "input.csv") is not None, 30)
+
+    podman.nfs_remove("nas-output-3", "input.csv")
+    wait_until(lambda: not (folder / "input.csv").exists(), 30)
+
+    listed = invoke(podman, data_root, "versions", "nas-output-3", "--json")
+    assert [v["path"] for v in json.loads(listed.stdout)] == ["input.csv"]
+    restored = invoke(podman, data_root, "restore", "nas-output-3", "input.csv", "--json")
+    assert restored.returncode == 0, restored.stdout + restored.stderr
+    assert json.loads(restored.stdout)["synced"] is True
+    assert (folder / "input.csv").read_text() == "the tester's only copy\n"
+    assert podman.nfs_read("nas-output-3", "input.csv") == b"the tester's only copy\n"
+
+
+def test_destroy_flushes_and_keeps_an_export_it_cannot_flush(podman):
+    folder = podman.windows_folder("nas-output-3")
+    (folder / "jammed").mkdir()
+    wait_until(lambda: podman.exec("nas-output-3", "nfs", ["test", "-d", "/export/jammed"]
+                                   ).returncode == 0, 30)
+    subprocess.run(["chattr", "+i", str(folder / "jammed")], check=True)
+    try:
+        nfs_copy_in(podman, "nas-output-3", {"jammed/stuck.csv": b"cannot reach Windows yet\n"})
+        nfs_copy_in(podman, "nas-backup", {"last-moment.txt": b"written just before destroy\n"})
+
+        with pytest.raises(EngineError, match="nas-output-3: export kept"):
+            podman.destroy(print)
+
+        assert podman.windows_folder("nas-backup").joinpath("last-moment.txt").read_bytes() == \
+            b"written just before destroy\n"
+        export = Path(podman._node_dir("nas-output-3"), "export")
+        assert (export / "jammed" / "stuck.csv").read_bytes() == b"cannot reach Windows yet\n"
+        assert not Path(podman._node_dir("nas-backup")).exists()
+    finally:
+        subprocess.run(["chattr", "-i", str(folder / "jammed")], check=True)
+    podman.destroy(print)
+    assert (folder / "jammed" / "stuck.csv").read_bytes() == b"cannot reach Windows yet\n"
+    assert not Path(podman._node_dir("nas-output-3")).exists()
+    podman.apply(print)  # the rest of the suite runs on a deployed topology again
+    podman.wait_ready(120, print)
