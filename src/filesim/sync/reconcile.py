@@ -912,22 +912,24 @@ class Reconciler:
         """
         now = self.clock()
         self._recent_deletes = [(t, n) for t, n in self._recent_deletes if now - t < DELETE_WINDOW]
+        self._held &= set(self.state.entries)
         if not deletions:
-            self._held &= set(self.state.entries)
             self.report.held_deletions = len(self._held)
             return
-        files = sum(1 for item, dest in deletions if not (item.sig(dest) or _DIR).is_dir)
-        recent = sum(n for _, n in self._recent_deletes)
-        tracked = self.state.files()
+        # A mass deletion arriving over several passes is one: held files count with new ones.
+        files = {p for p in self._held if not self.state.entries[p].is_dir} | {
+            item.path for item, dest in deletions if not (item.sig(dest) or _DIR).is_dir}
+        propagated = sum(n for _, n in self._recent_deletes)
+        count, tracked = len(files) + propagated, self.state.files() + propagated
         reason = None
-        if files + recent >= MIN_HELD and not self._release:
+        if count >= MIN_HELD and not self._release:
             for side in sorted({_other(dest) for _, dest in deletions}):
-                if tracked and self.trees[side].is_empty():
+                if self.state.files() and self.trees[side].is_empty():
                     reason = f"the {side} side is empty"
-            if reason is None and files + recent > self.settings.max_delete_fraction * (tracked + recent):
-                reason = f"{files + recent} of {tracked + recent} files would be deleted"
+            if reason is None and count > self.settings.max_delete_fraction * tracked:
+                reason = f"{count} of {tracked} files would be deleted"
         if reason:
-            held = {item.path for item, _ in deletions}
+            held = self._held | {item.path for item, _ in deletions}
             if not held <= self._held:
                 self.log.error("deletions held", extra={"reason": reason, "count": len(held)})
             for item, dest in deletions:

@@ -130,13 +130,13 @@ class Tree:
         windows: the Windows side (fake inodes, whole-second mtimes: no ino/ctime in sigs).
         case_insensitive: names differing only in case are one entry (probed at start).
         file_mode, dir_mode: modes of what the agent creates (None: leave to the umask).
-        keep: called with (parent fd, name, path) before the agent deletes or replaces a file
-            here, to keep it (the Windows side's versions).
+        keep: called with (parent fd, name, path, replacing=...) before the agent deletes or
+            replaces a file here, to keep it (the Windows side's versions).
     """
 
     def __init__(self, root: Path, name: str, *, windows: bool = False,
                  file_mode: int | None = None, dir_mode: int | None = None,
-                 keep: Callable[[int, str, str], None] | None = None):
+                 keep: Callable[..., None] | None = None):
         self.root = root
         self.name = name
         self.windows = windows
@@ -438,9 +438,15 @@ class Tree:
                     os.stat(aside, dir_fd=out_dir, follow_symlinks=False)
                     raise FileExistsError(errno.EEXIST, "exists", set_aside)
                 os.rename(name, aside, src_dir_fd=out_dir, dst_dir_fd=out_dir)
-            elif dest_expected is not None:
-                self._make_way(out_dir, name, dest, dest_expected)
-            os.rename(temp, name, src_dir_fd=out_dir, dst_dir_fd=out_dir)
+            undo = None
+            if set_aside is None and dest_expected is not None:
+                undo = self._make_way(out_dir, name, dest, dest_expected, replacing=True)
+            try:
+                os.rename(temp, name, src_dir_fd=out_dir, dst_dir_fd=out_dir)
+            except OSError:
+                if undo is not None:
+                    undo()  # the version kept for this replace is not one
+                raise
             temp = None
             self._wrote(parent)
             new = self.sig(os.stat(name, dir_fd=out_dir, follow_symlinks=False))
@@ -473,12 +479,17 @@ class Tree:
                 and self.hash(rel) != sha:
             raise DestinationChanged(rel)  # same size and mtime, other content (9p cannot tell)
 
-    def _make_way(self, dir_fd: int, name: str, rel: str, current: Sig) -> None:
-        """Before replacing ``name``: keep it, and make a read-only Windows file writable."""
+    def _make_way(self, dir_fd: int, name: str, rel: str, current: Sig, *,
+                  replacing: bool = False) -> Callable[[], None] | None:
+        """Before replacing or deleting ``name``: keep it, make a read-only Windows file writable.
+
+        Returns how to undo the keeping, for when the replace then fails.
+        """
         if current.is_file and self.keep is not None:
             if current.readonly:
                 os.chmod(name, 0o666, dir_fd=dir_fd)
-            self.keep(dir_fd, name, rel)
+            return self.keep(dir_fd, name, rel, replacing=replacing)
+        return None
 
     def mkdir(self, rel: str) -> Sig:
         """Create a folder (and its parents) with ``dir_mode``; return its signature."""

@@ -68,8 +68,14 @@ class Versions:
         """Where the versions are."""
         return self.share / FOLDER
 
-    def keep(self, dir_fd: int, name: str, rel: str) -> None:
-        """Move the file ``name`` (at ``rel``) out of the way, into the versions folder."""
+    def keep(self, dir_fd: int, name: str, rel: str, *,
+             replacing: bool = False) -> Callable[[], None]:
+        """Keep the file ``name`` (at ``rel``) in the versions folder; return how to undo that.
+
+        It is moved there, unless it is about to be renamed over (``replacing``): then it stays
+        in place and a hard link, or where there are none a copy, is kept, so readers never find
+        the name missing. The undo removes such a link or copy (the replace failed).
+        """
         size = os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_size
         at = time.time()
         version = self._name_for(rel, at)
@@ -80,7 +86,8 @@ class Versions:
                 try:
                     os.link(name, base, src_dir_fd=dir_fd, dst_dir_fd=target_dir,
                             follow_symlinks=False)
-                    os.unlink(name, dir_fd=dir_fd)
+                    if not replacing:
+                        os.unlink(name, dir_fd=dir_fd)
                     break
                 except FileExistsError:
                     stem, dot, suffix = base.rpartition(".")
@@ -89,19 +96,28 @@ class Versions:
                     if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EXDEV, errno.EMLINK,
                                          errno.EOPNOTSUPP, errno.ENOSYS, errno.EACCES):
                         raise
-                    # No hard links (9p to NTFS): a rename that refuses to replace.
+                    # No hard links (9p to NTFS): a copy, or a rename that refuses to replace.
                     with contextlib.suppress(FileNotFoundError):
                         os.stat(base, dir_fd=target_dir, follow_symlinks=False)
                         stem, dot, suffix = base.rpartition(".")
                         base = f"{stem}-{attempt}.{suffix}" if dot and stem else f"{base}-{attempt}"
                         continue
-                    os.rename(name, base, src_dir_fd=dir_fd, dst_dir_fd=target_dir)
+                    if replacing:
+                        _copy_at(dir_fd, name, target_dir, base)
+                    else:
+                        os.rename(name, base, src_dir_fd=dir_fd, dst_dir_fd=target_dir)
                     break
         finally:
             os.close(target_dir)
         kept = f"{parent}/{base}" if parent else base
         self._append(Version(rel, kept, at, size))
         self.prune_if_due()
+
+        def undo() -> None:
+            if replacing:
+                with contextlib.suppress(FileNotFoundError):
+                    (self.folder / kept).unlink()  # all() leaves out index lines without a file
+        return undo
 
     def _name_for(self, rel: str, at: float) -> str:
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(at))
@@ -196,3 +212,18 @@ class Versions:
                                     for v in keep), encoding="utf-8", errors="surrogateescape")
             os.replace(temp, self.folder / INDEX)
         return len(gone)
+
+
+def _copy_at(src_dir: int, name: str, dst_dir: int, target: str) -> None:
+    """Copy one file between two open folders (no symlink followed), creating ``target``."""
+    src = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=src_dir)
+    try:
+        out = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644,
+                      dir_fd=dst_dir)
+        try:
+            while chunk := os.read(src, 1 << 20):
+                os.write(out, chunk)
+        finally:
+            os.close(out)
+    finally:
+        os.close(src)
