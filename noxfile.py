@@ -12,6 +12,7 @@ nox.options.reuse_venv = "yes"
 
 ROOT = Path(__file__).parent
 EXTRAS = nox.project.load_toml(ROOT / "pyproject.toml")["project"]["optional-dependencies"]
+BENCHMARKS = ("synth.py", "sync.py", "podman.py")
 SHELL_SCRIPTS = [".ci/run", *sorted(str(p.relative_to(ROOT)) for p in ROOT.glob("scripts/*.sh"))]
 
 
@@ -65,3 +66,11 @@ def bench_podman(session: nox.Session) -> None:
     """Image build, deploy to all-ready, idle RSS per NAS pod, check-sync latencies."""
     session.install("-e", ".")
     session.run("python", "benchmarks/podman.py", *session.posargs)
+
+
+@nox.session(name="bench-smoke", default=False)
+def bench_smoke(session: nox.Session) -> None:
+    """Every benchmark in a tiny configuration: proves they run (CI), gives no figures."""
+    session.install("-e", ".")
+    for script in BENCHMARKS:
+        session.run("python", f"benchmarks/{script}", "--smoke")

@@ -2,7 +2,7 @@
 
 Whole process (what `invoke synth` costs a user: Python, cdk8s and its Node runtime start, values,
 constructs, synth) as the median of fresh processes, plus the in-process construct+synth time
-after a warm-up. Usage: python benchmarks/synth.py [--repeat N]
+after a warm-up. Usage: python benchmarks/synth.py [--repeat N] [--smoke]
 """
 
 from __future__ import annotations
@@ -13,8 +13,10 @@ import subprocess
 import sys
 import time
 
+from common import require
 
-def topology(count: int) -> dict:
+
+def topology(count: int):
     """Default topology for 7; otherwise ``count`` output NAS servers."""
     from filesim import values
 
@@ -23,7 +25,7 @@ def topology(count: int) -> dict:
     raw = {"nasServers": [{"name": f"nas-output-{i:03}",
                            "service": {"clusterIP": f"10.96.{100 + i // 200}.{i % 200 + 1}"},
                            "podman": {"port": 21000 + i}} for i in range(count)]}
-    return values.resolve(raw)
+    return values.from_dict(raw)
 
 
 def filesim_synth(count: int) -> int:
@@ -77,11 +79,17 @@ def in_process_seconds(app: str, count: int, repeat: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--smoke", action="store_true", help="one run each: a check, no figures")
     parser.add_argument("--once", nargs=2, metavar=("APP", "COUNT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.once:
         APPS[args.once[0]](int(args.once[1]))
         return
+    require("node")
+    if args.smoke:
+        args.repeat = 1
+    print(f"`python benchmarks/synth.py --repeat {args.repeat}`"
+          f"{' (smoke: not figures)' if args.smoke else ''}\n")
     print(f"{'NAS':>4}  {'process: filesim':>16}  {'bare':>6}  {'ratio':>5}  |  "
           f"{'in-process: filesim':>19}  {'bare':>6}  {'ratio':>5}")
     for count in (7, 100):

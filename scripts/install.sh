@@ -9,6 +9,7 @@ readonly APT_PACKAGES=(
   e2fsprogs                           # each export is an ext4 filesystem of its own (export-fs.sh)
   fuse3                               # the 9p-like share in the sync tests
   shellcheck                          # nox -s lint
+  rsync                               # the research loop the sync benchmark compares with
 )
 
 log() { printf '==> %s\n' "$*"; }

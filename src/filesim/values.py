@@ -85,6 +85,11 @@ def target_defaults() -> dict[str, dict[str, Any]]:
     return {"nfs.allowedClients": nas["nfs"]["properties"]["allowedClients"]["x-default-by-target"]}
 
 
+def from_dict(raw: dict[str, Any]) -> Values:
+    """Typed values from an in-memory values dict (defaulted, validated, checked)."""
+    return build(resolve(raw), target_defaults())
+
+
 def load_dict(files: Iterable[str | Path] = (), sets: Iterable[str] = ()) -> dict[str, Any]:
     """Read, merge, default, validate and check values; the complete values dict."""
     files = [Path(f) for f in files] or [DEFAULT_VALUES]
