@@ -174,7 +174,7 @@ class Agent:
         if time.monotonic() < deadline:
             # The export may go away with the pod: catch what events missed (local, cheap).
             try:
-                missed = self.nfs.poll(self.state.nfs_sigs)
+                missed = self.nfs.poll(self.state.nfs_key, len(self.state), self.state.paths)
                 pending = missed.changed.keys() | missed.deleted
             except SideUnavailable:
                 pending = set()
@@ -192,8 +192,8 @@ class Agent:
             return
         nfs_rescan, self.rescan_nfs = nfs_rescan or self.rescan_nfs, False
         try:
-            windows = self.windows.poll(self.state.win_sigs)
-            nfs = self.nfs.poll(self.state.nfs_sigs) if nfs_rescan else None
+            windows = self.windows.poll(self.state.win_key_of, len(self.state), self.state.win_names)
+            nfs = self.nfs.poll(self.state.nfs_key, len(self.state), self.state.paths) if nfs_rescan else None
             items = self.reconciler.full_scan(
                 windows=windows.changed, windows_deleted=windows.deleted,
                 nfs=nfs.changed if nfs else None, nfs_deleted=nfs.deleted if nfs else set())
@@ -220,7 +220,7 @@ class Agent:
             if self.reconciler.links_changed:
                 # Writing through one name of a hard-linked file raises no event for the others.
                 self.reconciler.links_changed = False
-                missed = self.nfs.poll(self.state.nfs_sigs)
+                missed = self.nfs.poll(self.state.nfs_key, len(self.state), self.state.paths)
                 if missed.changed or missed.deleted:
                     self.reconciler.reconcile(self.reconciler.observe(
                         missed.changed.keys() | missed.deleted))
@@ -367,12 +367,12 @@ class Agent:
         if settings.hash_sweep_minutes <= 0 or not self.share_ok:
             return
         if not self._sweep:
-            files = [p for p, e in self.state.entries.items() if not e.is_dir]
-            total = sum(_sweep_cost(self.state.entries[p].size) for p in files)
+            files = self.state.files_with_content()
+            total = sum(_sweep_cost(size) for _, size in files)
             # Spread a whole pass over at least hash_sweep_minutes, never faster than the cap.
             self._sweep_rate = min(settings.hash_sweep_mb_per_second * 2**20,
                                    max(1.0, total / (settings.hash_sweep_minutes * 60)))
-            self._sweep = files
+            self._sweep = [p for p, _ in files]
             return
         self._sweep_budget = min(self._sweep_budget + elapsed * self._sweep_rate, 8 * 2**20)
         while self._sweep and self._sweep_budget > 0:

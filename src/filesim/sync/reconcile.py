@@ -196,8 +196,7 @@ class Reconciler:
         # leaves the signature unchanged. Entries recorded that close to their mtime are
         # "racy" (as in git's index) and verified by content until a later second has passed.
         now = time.time()
-        self.racy: set[str] = {p for p, e in state.entries.items()
-                               if not e.is_dir and e.win_mtime / 1e9 > now - RACY_SECONDS}
+        self.racy: set[str] = set(state.recent_on_windows(int((now - RACY_SECONDS) * 1e9)))
 
     # -- names -------------------------------------------------------------------------------
 
@@ -207,9 +206,9 @@ class Reconciler:
         The agreed one, else the encoded one, else (another path holds that name) a visible
         case-collision alternative.
         """
-        entry = self.state.get(path)
-        if entry is not None:
-            return entry.win
+        agreed = self.state.win_of(path)
+        if agreed is not None:
+            return agreed
         parent, name = _parent(path), PurePosixPath(path).name
         base = self.win_path(parent, taken) if parent else ""
         if base is None:
@@ -281,7 +280,7 @@ class Reconciler:
             win = self.win_path(path)
             if win is not None:
                 wins.add(win)
-            wins.update(self.state.entries[c].win for c in self.state.under(path))
+            wins.update(self.state.win_of(c) for c in self.state.under(path))
         win_view = self.trees[WINDOWS].view(wins)
         return self._pair(wanted | nfs_view.keys(), nfs_view.get, win_view.get, win_view)
 
@@ -296,22 +295,21 @@ class Reconciler:
         self._check_racy(windows, windows_deleted)
         paths = {self.nfs_path(w) for w in windows}
         paths |= {self.state.path_of_win(w) or self.nfs_path(w) for w in windows_deleted}
-        paths |= {p for p in self.forced if p in self.state.entries}
+        paths |= {p for p in self.forced if p in self.state}
         # What waits (to settle, or on a problem) may have vanished from both sides meanwhile.
         paths |= self.pending.keys() | {p.path for p in self.problems}
         if nfs is not None:
             paths |= nfs.keys() | nfs_deleted
         paths.discard("")
-        nfs_agreed, win_agreed = self.state.nfs_sigs, self.state.win_sigs
 
         def nfs_sig(path: str) -> Sig | None:
             if nfs is None:
                 return self.trees[NFS].stat(path)
-            return nfs[path] if path in nfs else None if path in nfs_deleted else nfs_agreed.get(path)
+            return nfs[path] if path in nfs else None if path in nfs_deleted else self.state.nfs_sig(path)
 
         def win_sig(win: str) -> Sig | None:
             return windows[win] if win in windows else (
-                None if win in windows_deleted else win_agreed.get(win))
+                None if win in windows_deleted else self.state.win_sig(win))
 
         return self._pair(paths, nfs_sig, win_sig, windows)
 
@@ -838,8 +836,8 @@ class Reconciler:
 
     def _children_signature_from_state(self, path: str) -> frozenset[tuple[str, int, int]] | None:
         prefix = len(path) + 1
-        children = frozenset((p[prefix:], self.state.entries[p].size, self.state.entries[p].win_mtime)
-                             for p in self.state.under(path) if not self.state.entries[p].is_dir)
+        entries = ((p, self.state.get(p)) for p in self.state.under(path))
+        children = frozenset((p[prefix:], e.size, e.win_mtime) for p, e in entries if e and not e.is_dir)
         return children or None
 
     def _children_signature_on_windows(self, win: str) -> frozenset[tuple[str, int, int]] | None:
@@ -912,12 +910,12 @@ class Reconciler:
         """
         now = self.clock()
         self._recent_deletes = [(t, n) for t, n in self._recent_deletes if now - t < DELETE_WINDOW]
-        self._held &= set(self.state.entries)
+        self._held = {p for p in self._held if p in self.state}
         if not deletions:
             self.report.held_deletions = len(self._held)
             return
         # A mass deletion arriving over several passes is one: held files count with new ones.
-        files = {p for p in self._held if not self.state.entries[p].is_dir} | {
+        files = {p for p in self._held if not self.state.is_dir(p)} | {
             item.path for item, dest in deletions if not (item.sig(dest) or _DIR).is_dir}
         propagated = sum(n for _, n in self._recent_deletes)
         count, tracked = len(files) + propagated, self.state.files() + propagated

@@ -15,7 +15,7 @@ import os
 import re
 import secrets
 import stat
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from enum import IntEnum
 from pathlib import Path, PurePosixPath
@@ -65,6 +65,30 @@ class Sig(NamedTuple):
     def is_file(self) -> bool:
         """A regular file."""
         return self.kind == Kind.FILE
+
+
+#: Timestamps are shifted to be unsigned in packed signatures; kind takes the low 3 bits.
+_OFFSET = 1 << 63
+_BITS = 64
+_LOW = (1 << _BITS) - 1
+KIND_MASK = 7
+
+
+def pack(sig: Sig) -> int:
+    """A signature as one integer (equal integers: equal signatures), compact to keep."""
+    value = (((sig.size << _BITS | (sig.mtime_ns + _OFFSET)) << _BITS | sig.ino) << _BITS
+             | (sig.ctime_ns + _OFFSET))
+    return value << 4 | sig.readonly << 3 | sig.kind
+
+
+def unpack(value: int) -> Sig:
+    """The signature an integer from :func:`pack` stands for."""
+    kind, readonly = value & KIND_MASK, bool(value >> 3 & 1)
+    value >>= 4
+    ctime, value = (value & _LOW) - _OFFSET, value >> _BITS
+    ino, value = value & _LOW, value >> _BITS
+    mtime, size = (value & _LOW) - _OFFSET, value >> _BITS
+    return Sig(kind, size, mtime, ino, ctime, readonly)
 
 
 class Poll(NamedTuple):
@@ -121,6 +145,19 @@ def kind_of(mode: int) -> Kind:
     if stat.S_ISDIR(mode):
         return Kind.DIR
     return Kind.SYMLINK if stat.S_ISLNK(mode) else Kind.OTHER
+
+
+def _file_key(st: os.stat_result, windows: bool) -> int | None:
+    """``pack(tree.sig(st))`` of a regular file without the signature (the poll's inner loop)."""
+    mode = st.st_mode
+    if not stat.S_ISREG(mode):
+        return None
+    if windows:
+        value = (st.st_size << _BITS | (st.st_mtime_ns + _OFFSET)) << 2 * _BITS | _OFFSET
+    else:
+        value = (((st.st_size << _BITS | (st.st_mtime_ns + _OFFSET)) << _BITS | st.st_ino) << _BITS
+                 | (st.st_ctime_ns + _OFFSET))
+    return value << 4 | (not mode & 0o200) << 3 | Kind.FILE
 
 
 class Tree:
@@ -282,16 +319,19 @@ class Tree:
                 return real, self.stat(real)
         return rel, None
 
-    def poll(self, agreed: Mapping[str, Sig]) -> Poll:
-        """Compare the whole tree with ``agreed`` signatures; only differences are kept.
+    def poll(self, agreed: Callable[[str], int | None], known: int,
+             known_names: Callable[[], Iterable[str]]) -> Poll:
+        """Compare the whole tree with the agreed signatures; only differences are kept.
 
-        This runs every interval over the Windows share, so a matching entry costs one stat
-        relative to its open folder and no allocation kept; the cyclic GC is paused meanwhile.
-        Deletions are looked for only when fewer agreed paths were seen than there are.
+        ``agreed`` gives the packed signature (:func:`pack`) agreed at a name, of which there
+        are ``known``. This runs every interval over the Windows share, so a matching entry
+        costs one stat relative to its open folder and one integer comparison; the cyclic GC
+        is paused meanwhile. Deletions are looked for (in ``known_names()``) only when fewer
+        agreed names were seen than there are.
         """
         changed: dict[str, Sig] = {}
         matched = total = 0
-        get, stat_at, sig_of = agreed.get, os.stat, self.sig
+        stat_at, sig_of, windows = os.stat, self.sig, self.windows
         gc_was_enabled = gc.isenabled()
         gc.disable()
         try:
@@ -299,22 +339,24 @@ class Tree:
                 prefix = f"{directory}/" if directory else ""
                 for name in names:
                     try:
-                        sig = sig_of(stat_at(name, dir_fd=fd, follow_symlinks=False))
+                        st = stat_at(name, dir_fd=fd, follow_symlinks=False)
                     except FileNotFoundError:
                         continue
                     path = prefix + name
                     total += 1
-                    if get(path) == sig:
+                    have = agreed(path)
+                    if have is not None:
                         matched += 1
-                    else:
-                        changed[path] = sig
+                        if have == (_file_key(st, windows) or pack(sig_of(st))):
+                            continue
+                    changed[path] = sig_of(st)
         finally:
             if gc_was_enabled:
                 gc.enable()
         deleted: set[str] = set()
-        if matched + sum(1 for p in changed if p in agreed) < len(agreed):
+        if matched < known:
             seen = {f"{d}/{n}" if d else n for d, names, _ in self._directories("") for n in names}
-            deleted = agreed.keys() - seen
+            deleted = set(known_names()) - seen
         return Poll(changed, deleted, total)
 
     def _directories(self, rel: str) -> Iterator[tuple[str, list[str], int]]:
