@@ -19,7 +19,7 @@ from filesim.sync.reconcile import NFS, WINDOWS, Reconciler
 from filesim.sync.reconcile import Settings as Decisions
 from filesim.sync.settings import Settings
 from filesim.sync.state import State
-from filesim.sync.tree import SideUnavailable, Tree, ignored
+from filesim.sync.tree import Poll, SideUnavailable, Tree, ignored
 from filesim.sync.versions import Versions
 
 DEBOUNCE = 0.05
@@ -27,6 +27,9 @@ TICK = 0.25
 NFS_RESCAN_EVERY = 30.0
 FLUSH_BUDGET = 1.5
 SUMMARY_EVERY = 60.0
+SWEEP_BATCH = 200
+#: What hashing one file costs at least, in bytes read (a small file still costs round trips).
+SWEEP_FLOOR = 4096
 #: The Windows root unreachable this long (a dead 9p mount): exit so the container restarts
 #: with a fresh mount.
 SHARE_LOST_AFTER = 30.0
@@ -74,7 +77,8 @@ class Agent:
         #: events seen meanwhile were not synced).
         self.rescan_nfs = False
         self.barriers: dict[str, int] = {}
-        self._sweep: list[str] = []
+        self._sweep: list[tuple[str, int]] = []
+        self._sweep_after: str | None = None
         self._sweep_budget = 0.0
         self._sweep_last = time.monotonic()
         self._last_summary = time.monotonic()
@@ -174,7 +178,7 @@ class Agent:
         if time.monotonic() < deadline:
             # The export may go away with the pod: catch what events missed (local, cheap).
             try:
-                missed = self.nfs.poll(self.state.nfs_key, len(self.state), self.state.paths)
+                missed = self._poll(self.nfs)
                 pending = missed.changed.keys() | missed.deleted
             except SideUnavailable:
                 pending = set()
@@ -192,8 +196,8 @@ class Agent:
             return
         nfs_rescan, self.rescan_nfs = nfs_rescan or self.rescan_nfs, False
         try:
-            windows = self.windows.poll(self.state.win_key_of, len(self.state), self.state.win_names)
-            nfs = self.nfs.poll(self.state.nfs_key, len(self.state), self.state.paths) if nfs_rescan else None
+            windows = self._poll(self.windows)
+            nfs = self._poll(self.nfs) if nfs_rescan else None
             items = self.reconciler.full_scan(
                 windows=windows.changed, windows_deleted=windows.deleted,
                 nfs=nfs.changed if nfs else None, nfs_deleted=nfs.deleted if nfs else set())
@@ -211,6 +215,12 @@ class Agent:
                                       "seconds": self.last_full_pass_seconds,
                                       "nfs_rescan": nfs_rescan})
 
+    def _poll(self, tree: Tree) -> Poll:
+        """What differs on one side from the agreed state."""
+        if tree is self.windows:
+            return tree.poll(self.state.win_hash, len(self.state), self.state.win_names)
+        return tree.poll(self.state.nfs_hash, len(self.state), self.state.paths)
+
     def sync_paths(self, nfs_paths: set[str], win_paths: set[str] = frozenset()) -> None:
         """Reconcile just these paths (and everything below those that are folders)."""
         if not self._share_mounted():
@@ -220,7 +230,7 @@ class Agent:
             if self.reconciler.links_changed:
                 # Writing through one name of a hard-linked file raises no event for the others.
                 self.reconciler.links_changed = False
-                missed = self.nfs.poll(self.state.nfs_key, len(self.state), self.state.paths)
+                missed = self._poll(self.nfs)
                 if missed.changed or missed.deleted:
                     self.reconciler.reconcile(self.reconciler.observe(
                         missed.changed.keys() | missed.deleted))
@@ -360,27 +370,30 @@ class Agent:
     # -- background content check ------------------------------------------------------------
 
     def _sweep_step(self) -> None:
-        """Hash the Windows side at a bounded rate (edits that keep size and mtime are caught)."""
+        """Hash the Windows side at a bounded rate (edits that keep size and mtime are caught).
+
+        Files are taken from the state in path order, a few at a time, so a pass over 100,000
+        files holds no list of them.
+        """
         settings = self.settings
         now = time.monotonic()
         elapsed, self._sweep_last = now - self._sweep_last, now
         if settings.hash_sweep_minutes <= 0 or not self.share_ok:
             return
         if not self._sweep:
-            files = self.state.files_with_content()
-            total = sum(_sweep_cost(size) for _, size in files)
-            # Spread a whole pass over at least hash_sweep_minutes, never faster than the cap.
-            self._sweep_rate = min(settings.hash_sweep_mb_per_second * 2**20,
-                                   max(1.0, total / (settings.hash_sweep_minutes * 60)))
-            self._sweep = [p for p, _ in files]
+            if self._sweep_after is None:
+                # A new pass: spread it over at least hash_sweep_minutes, never faster than the cap.
+                _, total = self.state.content_total(SWEEP_FLOOR)
+                self._sweep_rate = min(settings.hash_sweep_mb_per_second * 2**20,
+                                       max(1.0, total / (settings.hash_sweep_minutes * 60)))
+            self._sweep = self.state.with_content(self._sweep_after, SWEEP_BATCH)
+            self._sweep_after = self._sweep[-1][0] if self._sweep else None
+            self._sweep.reverse()
             return
         self._sweep_budget = min(self._sweep_budget + elapsed * self._sweep_rate, 8 * 2**20)
         while self._sweep and self._sweep_budget > 0:
-            path = self._sweep.pop()
-            entry = self.state.get(path)
-            if entry is None:
-                continue
-            self._sweep_budget -= _sweep_cost(entry.size)
+            path, size = self._sweep.pop()
+            self._sweep_budget -= _sweep_cost(size)
             if self.reconciler.verify(path):
                 self.log.warning("changed in place", extra={"path": display(path),
                                                             "detail": "same size and mtime"})
@@ -484,5 +497,5 @@ class Agent:
 
 
 def _sweep_cost(size: int) -> int:
-    """What hashing one file costs, in bytes read (a small file still costs a few round trips)."""
-    return max(size, 4096)
+    """What hashing one file costs, in bytes read."""
+    return max(size, SWEEP_FLOOR)

@@ -330,15 +330,14 @@ class Reconciler:
         for path in paths:
             add(path)
         for path in list(items):
-            entry = self.state.get(path)
-            if (entry is not None and entry.is_dir) or (items[path].nfs or _FILE).is_dir:
+            if self.state.is_dir(path) or (items[path].nfs or _FILE).is_dir:
                 for child in self.state.under(path):
                     add(child)
         for win in seen_wins:
             item = add(self.nfs_path(win))
-            entry = self.state.get(item.path)
-            if entry is not None and entry.win != win:
-                if names.case_key(entry.win) == names.case_key(win) and win_sig(entry.win) is None:
+            agreed = self.state.win_of(item.path)
+            if agreed is not None and agreed != win:
+                if names.case_key(agreed) == names.case_key(win) and win_sig(agreed) is None:
                     item.win, item.windows = win, win_sig(win)  # renamed on Windows, in case only
                 continue
             item.win, item.windows = win, win_sig(win)

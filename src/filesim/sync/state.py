@@ -4,28 +4,29 @@ A path is known by its NFS name (stored as bytes, so names that are not UTF-8 su
 carries the Windows name it has there when that differs (the encoded form, or a case-collision
 alternative).
 
-In memory each path costs one small tuple: the two sides' signatures packed into one integer
-each (a poll compares one int per entry), the Windows name only where it differs, the content
-hash as bytes. At 100,000 paths that is ~35 MiB where tuples of fields took ~90.
+SQLite holds the whole entries; memory holds only what a poll compares, per path one integer
+made of a 64-bit hash of each side's agreed signature (and whether it is a folder). A poll
+tells "unchanged" by one look-up; anything else reads the entry from SQLite. At 100,000 paths
+that is ~16 MiB, where whole entries in memory took ~90.
 """
 
 from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
 
 from filesim.sync.names import case_key
-from filesim.sync.tree import KIND_MASK, Kind, Sig, pack, unpack
+from filesim.sync.tree import Kind, Sig, sig_hash
 
-SCHEMA_VERSION = "2"
+SCHEMA_VERSION = "3"
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS agreed (
     path BLOB PRIMARY KEY,
     win TEXT NOT NULL,
+    win_folded TEXT NOT NULL,
     kind INTEGER NOT NULL,
     size INTEGER NOT NULL,
     nfs_mtime INTEGER NOT NULL,
@@ -36,8 +37,12 @@ CREATE TABLE IF NOT EXISTS agreed (
     by_agent INTEGER NOT NULL,
     readonly INTEGER NOT NULL
 );
+CREATE INDEX IF NOT EXISTS agreed_win_folded ON agreed (win_folded);
 """
-BY_AGENT = 1
+COLUMNS = "win, kind, size, nfs_mtime, nfs_ino, nfs_ctime, win_mtime, sha, by_agent, readonly"
+HASH_BITS = 64
+HASH_MASK = (1 << HASH_BITS) - 1
+COMMIT_EVERY = 500
 
 
 class Entry(NamedTuple):
@@ -84,53 +89,72 @@ def agreed_entry(win: str, nfs: Sig, windows: Sig, sha: str | None, *, by_agent:
                  by_agent, nfs.readonly)
 
 
+def _key(entry: Entry) -> int:
+    """What memory keeps of an entry: both sides' signature hashes and the folder bit."""
+    return (sig_hash(entry.nfs_sig()) << HASH_BITS | sig_hash(entry.win_sig())) << 1 | entry.is_dir
+
+
+def _row(path: str, e: Entry) -> tuple[object, ...]:
+    return (os.fsencode(path), e.win, case_key(e.win), e.kind, e.size, e.nfs_mtime, e.nfs_ino,
+            e.nfs_ctime, e.win_mtime, e.sha, int(e.by_agent), int(e.readonly))
+
+
+def _entry(row: tuple[object, ...]) -> Entry:
+    win, kind, size, nfs_mtime, nfs_ino, nfs_ctime, win_mtime, sha, by_agent, readonly = row
+    return Entry(win, kind, size, nfs_mtime, nfs_ino, nfs_ctime, win_mtime, sha,  # type: ignore[arg-type]
+                 bool(by_agent), bool(readonly))
+
+
+def _range(directory: str) -> tuple[bytes, bytes]:
+    """SQLite bounds of the paths below ``directory`` ('/' + 1 is '0')."""
+    prefix = os.fsencode(directory)
+    return prefix + b"/", prefix + b"0"
+
+
 class State:
-    """The agreed entries in memory (compact), written through to SQLite (WAL) in transactions."""
+    """Agreed entries in SQLite (WAL, written in transactions), their signature hashes in memory.
+
+    Changes are visible at once (``put``/``drop``) and reach SQLite at the next ``commit``.
+    """
 
     def __init__(self, directory: Path):
         directory.mkdir(parents=True, exist_ok=True)
         self.db = sqlite3.connect(directory / "state.sqlite3", isolation_level=None)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
-        if self._legacy():
-            self.db.execute("DROP TABLE entries")  # an older agent's: start over, merging both sides
+        for table in self._tables() - {"meta"}:
+            if self._schema() != SCHEMA_VERSION:
+                self.db.execute(f"DROP TABLE {table}")  # an older agent's: start over, merging both
         self.db.executescript(SCHEMA)
         self.meta = dict(self.db.execute("SELECT key, value FROM meta"))
-        if self.meta.get("schema") != SCHEMA_VERSION:
-            self.db.execute("DELETE FROM agreed")
-            self.set_meta("schema", SCHEMA_VERSION)
+        self.set_meta("schema", SCHEMA_VERSION)
         self.case_insensitive = False
-        #: path → (nfs signature, Windows signature, Windows name if it differs, hash, flags)
-        self._rec: dict[str, tuple[int, int, str | None, bytes | None, int]] = {}
-        #: Windows name → path, for the paths whose Windows name differs from their name.
+        #: path → signature hashes and folder bit (see :func:`_key`).
+        self._keys: dict[str, int] = {}
+        #: path → Windows name, and back, for the paths whose Windows name differs.
+        self._wins: dict[str, str] = {}
         self._alias: dict[str, str] = {}
-        #: Case key → path, for Windows names a case-insensitive side would not find as they are.
-        self._folded: dict[str, str] = {}
-        #: folder → the paths directly in it.
-        self._children: dict[str, set[str]] = {}
         self._files = 0
-        for row in self.db.execute("SELECT * FROM agreed"):
-            self._index(os.fsdecode(row[0]), Entry(row[1], row[2], row[3], row[4], row[5], row[6],
-                                                   row[7], row[8], bool(row[9]), bool(row[10])))
+        #: Changes not yet in SQLite (None: dropped), and their Windows names by case.
         self._pending: dict[str, Entry | None] = {}
+        self._pending_folded: dict[str, str] = {}
+        for row in self.db.execute(f"SELECT path, {COLUMNS} FROM agreed"):
+            self._index(os.fsdecode(row[0]), _entry(row[1:]))
 
-    def _legacy(self) -> bool:
-        return bool(self.db.execute(
-            "SELECT 1 FROM sqlite_master WHERE type='table' AND name='entries'").fetchone())
+    def _tables(self) -> set[str]:
+        return {name for (name,) in self.db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+
+    def _schema(self) -> str | None:
+        if "meta" not in self._tables():
+            return None
+        row = self.db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+        return row[0] if row else None
 
     def __len__(self) -> int:
-        return len(self._rec)
+        return len(self._keys)
 
     def __contains__(self, path: object) -> bool:
-        return path in self._rec
-
-    def paths(self) -> list[str]:
-        """Every agreed path."""
-        return list(self._rec)
-
-    def win_names(self) -> list[str]:
-        """Every agreed path's Windows name."""
-        return [rec[2] or path for path, rec in self._rec.items()]
+        return path in self._keys
 
     def set_meta(self, key: str, value: str) -> None:
         """Record a value about the whole state (schema, share identity) at once."""
@@ -142,142 +166,156 @@ class State:
         return case_key(win) if self.case_insensitive else win
 
     def use_case_insensitive(self, value: bool) -> None:
-        """Index Windows names by case (or not), as the Windows side was found to compare them."""
-        if value != self.case_insensitive:
-            self.case_insensitive = value
-            self._folded = {}
-            for path, rec in self._rec.items():
-                self._fold(rec[2] or path, path)
+        """Find Windows names by case (or not), as the Windows side was found to compare them."""
+        self.case_insensitive = value
 
-    def _fold(self, win: str, path: str) -> None:
-        if self.case_insensitive and case_key(win) != win:
-            self._folded[case_key(win)] = path
+    # -- what polls compare ----------------------------------------------------------------
 
-    # -- reading -------------------------------------------------------------------------------
+    def nfs_hash(self, path: str) -> int | None:
+        """The hash of the NFS signature agreed for ``path`` (:func:`tree.sig_hash`)."""
+        key = self._keys.get(path)
+        return None if key is None else key >> (HASH_BITS + 1)
+
+    def win_hash(self, win: str) -> int | None:
+        """The hash of the Windows signature agreed at the Windows name ``win``."""
+        path = self._alias.get(win)
+        if path is None:
+            if win in self._wins:
+                return None  # an NFS path whose Windows name is another
+            path = win
+        key = self._keys.get(path)
+        return None if key is None else key >> 1 & HASH_MASK
+
+    def paths(self) -> list[str]:
+        """Every agreed path."""
+        return list(self._keys)
+
+    def win_names(self) -> list[str]:
+        """Every agreed path's Windows name."""
+        wins = self._wins
+        return [wins.get(path, path) for path in self._keys]
+
+    # -- reading ---------------------------------------------------------------------------
 
     def get(self, path: str) -> Entry | None:
         """The agreed entry of ``path``, if any."""
-        rec = self._rec.get(path)
-        if rec is None:
+        if path in self._pending:
+            return self._pending[path]
+        if path not in self._keys:
             return None
-        nfs, win = unpack(rec[0]), unpack(rec[1])
-        return Entry(rec[2] or path, nfs.kind, nfs.size, nfs.mtime_ns, nfs.ino, nfs.ctime_ns,
-                     win.mtime_ns, rec[3].hex() if rec[3] is not None else None,
-                     bool(rec[4] & BY_AGENT), nfs.readonly)
+        row = self.db.execute(f"SELECT {COLUMNS} FROM agreed WHERE path = ?",
+                              (os.fsencode(path),)).fetchone()
+        return None if row is None else _entry(row)
 
     def win_of(self, path: str) -> str | None:
         """The agreed Windows name of ``path``."""
-        rec = self._rec.get(path)
-        return None if rec is None else rec[2] or path
+        return self._wins.get(path, path) if path in self._keys else None
 
     def is_dir(self, path: str) -> bool:
         """Whether ``path`` is an agreed folder."""
-        rec = self._rec.get(path)
-        return rec is not None and rec[0] & KIND_MASK == Kind.DIR
-
-    def nfs_key(self, path: str) -> int | None:
-        """The packed NFS signature agreed for ``path`` (what an NFS poll compares)."""
-        rec = self._rec.get(path)
-        return None if rec is None else rec[0]
-
-    def win_key_of(self, win: str) -> int | None:
-        """The packed Windows signature agreed at the Windows name ``win`` (a Windows poll)."""
-        path = self._alias.get(win, win)
-        rec = self._rec.get(path)
-        if rec is None or (rec[2] or path) != win:
-            return None
-        return rec[1]
+        return bool(self._keys.get(path, 0) & 1)
 
     def nfs_sig(self, path: str) -> Sig | None:
         """The NFS signature agreed for ``path``."""
-        key = self.nfs_key(path)
-        return None if key is None else unpack(key)
+        entry = self.get(path)
+        return None if entry is None else entry.nfs_sig()
 
     def win_sig(self, win: str) -> Sig | None:
         """The Windows signature agreed at the Windows name ``win``."""
-        key = self.win_key_of(win)
-        return None if key is None else unpack(key)
+        path = self._alias.get(win, win)
+        entry = self.get(path) if self.win_of(path) == win else None
+        return None if entry is None else entry.win_sig()
 
     def path_of_win(self, win: str) -> str | None:
         """The NFS path whose Windows name is ``win`` (compared as the Windows side does)."""
-        if self.win_key_of(win) is not None:
-            return self._alias.get(win, win)
+        path = self._alias.get(win, win)
+        if self.win_of(path) == win:
+            return path
         if not self.case_insensitive:
             return None
-        key = case_key(win)
-        path = self._folded.get(key) or self._alias.get(key, key)
-        rec = self._rec.get(path)
-        return path if rec is not None and case_key(rec[2] or path) == key else None
+        folded = case_key(win)
+        if folded in self._pending_folded:
+            return self._pending_folded[folded]
+        for (stored,) in self.db.execute("SELECT path FROM agreed WHERE win_folded = ?", (folded,)):
+            path = os.fsdecode(stored)
+            if path not in self._pending:
+                return path
+        return None
 
-    def under(self, directory: str) -> Iterator[str]:
-        """Paths recorded below ``directory`` (parents before children)."""
-        stack = [directory]
-        while stack:
-            for child in sorted(self._children.get(stack.pop(), ())):
-                yield child
-                if child in self._children:
-                    stack.append(child)
+    def under(self, directory: str) -> list[str]:
+        """Paths recorded below the agreed folder ``directory``, parents before children."""
+        if not self.is_dir(directory):
+            return []
+        self.commit()
+        low, high = _range(directory)
+        return [os.fsdecode(p) for (p,) in self.db.execute(
+            "SELECT path FROM agreed WHERE path >= ? AND path < ? ORDER BY path", (low, high))]
 
     def files(self) -> int:
         """How many files (not folders) are tracked."""
         return self._files
 
-    def files_with_content(self) -> list[tuple[str, int]]:
-        """(path, size) of every agreed file with a recorded hash (what the sweep checks)."""
-        return [(p, unpack(r[0]).size) for p, r in self._rec.items() if r[3] is not None]
+    def content_total(self, floor: int) -> tuple[int, int]:
+        """(files with a recorded hash, their total size counting each as at least ``floor``)."""
+        self.commit()
+        count, total = self.db.execute(
+            "SELECT COUNT(*), COALESCE(SUM(MAX(size, ?)), 0) FROM agreed WHERE sha IS NOT NULL",
+            (floor,)).fetchone()
+        return count, total
+
+    def with_content(self, after: str | None, limit: int) -> list[tuple[str, int]]:
+        """(path, size) of up to ``limit`` files with a recorded hash, in path order after ``after``."""
+        self.commit()
+        rows = self.db.execute(
+            "SELECT path, size FROM agreed WHERE sha IS NOT NULL AND path > ? ORDER BY path LIMIT ?",
+            (os.fsencode(after) if after is not None else b"", limit))
+        return [(os.fsdecode(p), size) for p, size in rows]
 
     def recent_on_windows(self, since_ns: int) -> list[str]:
         """Files whose Windows mtime was agreed after ``since_ns`` (racy: verified by content)."""
-        return [p for p, r in self._rec.items()
-                if r[0] & KIND_MASK != Kind.DIR and unpack(r[1]).mtime_ns > since_ns]
+        self.commit()
+        return [os.fsdecode(p) for (p,) in self.db.execute(
+            "SELECT path FROM agreed WHERE kind != ? AND win_mtime > ?", (int(Kind.DIR), since_ns))]
 
-    # -- writing -------------------------------------------------------------------------------
+    # -- writing ---------------------------------------------------------------------------
 
     def _index(self, path: str, entry: Entry) -> None:
-        old = self._rec.get(path)
-        if old is not None:
-            self._unindex(path, old)
-        win = None if entry.win == path else entry.win
-        nfs = entry.nfs_sig()
-        self._rec[path] = (pack(nfs), pack(entry.win_sig()), win,
-                           bytes.fromhex(entry.sha) if entry.sha else None,
-                           BY_AGENT if entry.by_agent else 0)
-        if win is not None:
-            self._alias[win] = path
-        self._fold(entry.win, path)
-        parent = path.rpartition("/")[0]
-        self._children.setdefault(parent, set()).add(path)
-        self._files += not nfs.is_dir
+        self._unindex(path)
+        self._keys[path] = _key(entry)
+        if entry.win != path:
+            self._wins[path] = entry.win
+            self._alias[entry.win] = path
+        self._files += not entry.is_dir
 
-    def _unindex(self, path: str, rec: tuple[int, int, str | None, bytes | None, int]) -> None:
-        if rec[2] is not None and self._alias.get(rec[2]) == path:
-            del self._alias[rec[2]]
-        if self._folded.get(case_key(rec[2] or path)) == path:
-            del self._folded[case_key(rec[2] or path)]
-        siblings = self._children.get(path.rpartition("/")[0])
-        if siblings is not None:
-            siblings.discard(path)
-            if not siblings:
-                del self._children[path.rpartition("/")[0]]
-        self._files -= rec[0] & KIND_MASK != Kind.DIR
+    def _unindex(self, path: str) -> None:
+        key = self._keys.pop(path, None)
+        if key is None:
+            return
+        win = self._wins.pop(path, None)
+        if win is not None and self._alias.get(win) == path:
+            del self._alias[win]
+        self._files -= not key & 1
 
     def put(self, path: str, entry: Entry) -> None:
         """Record an agreed version; written at the next commit."""
         self._index(path, entry)
         self._pending[path] = entry
-        if len(self._pending) >= 500:
+        self._pending_folded[case_key(entry.win)] = path
+        if len(self._pending) >= COMMIT_EVERY:
             self.commit()
 
     def drop(self, path: str) -> None:
         """Forget a path both sides no longer have."""
-        rec = self._rec.pop(path, None)
-        if rec is not None:
-            self._unindex(path, rec)
+        if path in self._keys:
+            win = self.win_of(path)
+            self._unindex(path)
             self._pending[path] = None
+            if win is not None and self._pending_folded.get(case_key(win)) == path:
+                del self._pending_folded[case_key(win)]
 
     def reset(self) -> None:
         """Forget every agreement (a new share: both sides are merged, nothing deleted)."""
-        for path in list(self._rec):
+        for path in list(self._keys):
             self.drop(path)
         self.commit()
 
@@ -285,17 +323,17 @@ class State:
         """Write pending changes in one transaction."""
         if not self._pending:
             return
-        rows = [(os.fsencode(p), e.win, e.kind, e.size, e.nfs_mtime, e.nfs_ino, e.nfs_ctime,
-                 e.win_mtime, e.sha, int(e.by_agent), int(e.readonly))
-                for p, e in self._pending.items() if e is not None]
+        rows = [_row(p, e) for p, e in self._pending.items() if e is not None]
         gone = [(os.fsencode(p),) for p, e in self._pending.items() if e is None]
         with self.db:
             self.db.execute("BEGIN")
-            self.db.executemany("INSERT OR REPLACE INTO agreed VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows)
+            self.db.executemany("INSERT OR REPLACE INTO agreed VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", rows)
             self.db.executemany("DELETE FROM agreed WHERE path = ?", gone)
         self._pending.clear()
+        self._pending_folded.clear()
 
     def close(self) -> None:
         """Commit and close the database."""
         self.commit()
         self.db.close()
+

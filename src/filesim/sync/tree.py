@@ -67,28 +67,12 @@ class Sig(NamedTuple):
         return self.kind == Kind.FILE
 
 
-#: Timestamps are shifted to be unsigned in packed signatures; kind takes the low 3 bits.
-_OFFSET = 1 << 63
-_BITS = 64
-_LOW = (1 << _BITS) - 1
-KIND_MASK = 7
+SIG_HASH_MASK = (1 << 64) - 1
 
 
-def pack(sig: Sig) -> int:
-    """A signature as one integer (equal integers: equal signatures), compact to keep."""
-    value = (((sig.size << _BITS | (sig.mtime_ns + _OFFSET)) << _BITS | sig.ino) << _BITS
-             | (sig.ctime_ns + _OFFSET))
-    return value << 4 | sig.readonly << 3 | sig.kind
-
-
-def unpack(value: int) -> Sig:
-    """The signature an integer from :func:`pack` stands for."""
-    kind, readonly = value & KIND_MASK, bool(value >> 3 & 1)
-    value >>= 4
-    ctime, value = (value & _LOW) - _OFFSET, value >> _BITS
-    ino, value = value & _LOW, value >> _BITS
-    mtime, size = (value & _LOW) - _OFFSET, value >> _BITS
-    return Sig(kind, size, mtime, ino, ctime, readonly)
+def sig_hash(sig: Sig) -> int:
+    """A 64-bit hash of a signature: what the state keeps in memory to tell "unchanged"."""
+    return hash(sig) & SIG_HASH_MASK
 
 
 class Poll(NamedTuple):
@@ -147,17 +131,16 @@ def kind_of(mode: int) -> Kind:
     return Kind.SYMLINK if stat.S_ISLNK(mode) else Kind.OTHER
 
 
-def _file_key(st: os.stat_result, windows: bool) -> int | None:
-    """``pack(tree.sig(st))`` of a regular file without the signature (the poll's inner loop)."""
+def _file_hash(st: os.stat_result, windows: bool) -> int | None:
+    """``sig_hash(tree.sig(st))`` of a regular file without the signature (the poll's inner loop)."""
     mode = st.st_mode
     if not stat.S_ISREG(mode):
         return None
+    readonly = not mode & 0o200
     if windows:
-        value = (st.st_size << _BITS | (st.st_mtime_ns + _OFFSET)) << 2 * _BITS | _OFFSET
-    else:
-        value = (((st.st_size << _BITS | (st.st_mtime_ns + _OFFSET)) << _BITS | st.st_ino) << _BITS
-                 | (st.st_ctime_ns + _OFFSET))
-    return value << 4 | (not mode & 0o200) << 3 | Kind.FILE
+        return hash((Kind.FILE, st.st_size, st.st_mtime_ns, 0, 0, readonly)) & SIG_HASH_MASK
+    return hash((Kind.FILE, st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns, readonly)
+                ) & SIG_HASH_MASK
 
 
 class Tree:
@@ -323,8 +306,8 @@ class Tree:
              known_names: Callable[[], Iterable[str]]) -> Poll:
         """Compare the whole tree with the agreed signatures; only differences are kept.
 
-        ``agreed`` gives the packed signature (:func:`pack`) agreed at a name, of which there
-        are ``known``. This runs every interval over the Windows share, so a matching entry
+        ``agreed`` gives the hash (:func:`sig_hash`) of the signature agreed at a name, of
+        which there are ``known``. This runs every interval over the Windows share, so a matching entry
         costs one stat relative to its open folder and one integer comparison; the cyclic GC
         is paused meanwhile. Deletions are looked for (in ``known_names()``) only when fewer
         agreed names were seen than there are.
@@ -347,7 +330,7 @@ class Tree:
                     have = agreed(path)
                     if have is not None:
                         matched += 1
-                        if have == (_file_key(st, windows) or pack(sig_of(st))):
+                        if have == (_file_hash(st, windows) or sig_hash(sig_of(st))):
                             continue
                     changed[path] = sig_of(st)
         finally:
