@@ -8,6 +8,7 @@ readonly APT_PACKAGES=(
   podman runc catatonit debootstrap   # the podman engine and the registry-free image build
   e2fsprogs                           # each export is an ext4 filesystem of its own (export-fs.sh)
   fuse3                               # the 9p-like share in the sync tests
+  inotify-tools                       # the sync agent's NFS-side events (tests run it here too)
   shellcheck                          # nox -s lint
   rsync                               # the research loop the sync benchmark compares with
 )

@@ -270,7 +270,7 @@ def test_a_300_file_folder_renamed_on_windows_is_renamed_on_nfs_in_one_pass(shar
 
     (share.backing / "batch").rename(share.backing / "batch-2026")
 
-    wait_until(lambda: (nfs_dir / "batch-2026").is_dir() and not (nfs_dir / "batch").exists(), 3)
+    wait_until(lambda: (nfs_dir / "batch-2026").is_dir() and not (nfs_dir / "batch").exists(), 15)
     assert {p.name: p.stat().st_ino for p in (nfs_dir / "batch-2026").iterdir()} == inodes
     events = agent.log_events()
     assert [e["event"] for e in events].count("rename") == 1

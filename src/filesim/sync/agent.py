@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import queue
 import signal
@@ -13,18 +12,20 @@ import time
 from typing import Any
 
 from filesim.sync import status as protocol
+from filesim.sync.inotify import RESCAN, NfsEvents
+from filesim.sync.journal import JOURNAL, STALE, JournalReader
 from filesim.sync.names import display
 from filesim.sync.problems import Problems
 from filesim.sync.reconcile import NFS, WINDOWS, Reconciler
 from filesim.sync.reconcile import Settings as Decisions
+from filesim.sync.schedule import ScanCost
 from filesim.sync.settings import Settings
 from filesim.sync.state import State
-from filesim.sync.tree import Poll, SideUnavailable, Tree, ignored
+from filesim.sync.tree import Poll, SideUnavailable, Tree
 from filesim.sync.versions import Versions
 
 DEBOUNCE = 0.05
 TICK = 0.25
-NFS_RESCAN_EVERY = 30.0
 FLUSH_BUDGET = 1.5
 SUMMARY_EVERY = 60.0
 SWEEP_BATCH = 200
@@ -65,9 +66,17 @@ class Agent:
                       len(settings.windows_root)),
             self.problems, log)
         self.events: queue.Queue[str | None] = queue.Queue()
+        self.nfs_events = NfsEvents(settings.nfs, self.events, self.reconciler.renamed_in, log)
+        self.journal = JournalReader(settings.windows / JOURNAL)
+        #: Whether the host watcher's hints are relied on (else the Windows side is polled).
+        self.hinted = False
         self.stopping = threading.Event()
         self.started_at = time.time()
         self.interval = settings.interval
+        self.costs = {NFS: ScanCost(), WINDOWS: ScanCost()}
+        self.next_poll = self.next_rescan = 0.0
+        #: The next pass polls the Windows side now (hints said so, or their mode changed).
+        self.poll_windows = False
         self.seq = 0
         self.last_full_pass: float | None = None
         self.last_full_pass_seconds: float | None = None
@@ -132,36 +141,56 @@ class Agent:
         """Sync until SIGTERM/SIGINT, then flush pending changes and return."""
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._request_stop)
-        observer = self._start_watcher()
+        self.nfs_events.start()
         try:
+            self.journal.read()  # takes the position: what is in it already, the pass sees
             self.full_pass(nfs_rescan=True)
             self.write_status()
-            next_poll = time.monotonic() + self.interval
-            next_rescan = time.monotonic() + NFS_RESCAN_EVERY
             while not self.stopping.is_set():
-                wake = min(next_poll, self.reconciler.next_settle_check(),
+                wake = min(self.next_poll, self.next_rescan, self.reconciler.next_settle_check(),
                            time.monotonic() + TICK, self._next_retry())
-                dirty = self._wait_for_events(until=wake)
-                if dirty:
-                    self.sync_paths(dirty)
+                nfs_paths = self.reconciler.worth_a_look(NFS, self._wait_for_events(until=wake))
+                win_paths = self._hints()
+                if nfs_paths or win_paths:
+                    self.sync_paths(nfs_paths, win_paths)
                 self._retry_due()
+                if self.nfs_events.restart_if_due():
+                    self.rescan_nfs = True  # what changed while nobody watched
                 force = self._handle_requests()
                 now = time.monotonic()
-                if now >= next_poll or force:
-                    rescan = now >= next_rescan or force
+                rescan = now >= self.next_rescan or self.rescan_nfs or force
+                if now >= self.next_poll or self.poll_windows or rescan:
                     self.full_pass(nfs_rescan=rescan)
-                    if rescan:
-                        next_rescan = now + NFS_RESCAN_EVERY
-                    next_poll = time.monotonic() + self.interval
                     self._answer_barriers()
                     self.write_status()
                 self._sweep_step()
                 self._summary()
             self._flush()
         finally:
-            observer.stop()
+            self.nfs_events.stop()
             self.state.close()
         self.write_status(stopped=True)
+
+    def _hints(self) -> set[str]:
+        """Windows paths the host watcher hinted at since the last look (one stat if none).
+
+        When the watcher starts or stops writing, the Windows side is polled at once: hints
+        may have been missed, and the poll interval changes with the mode.
+        """
+        hints = self.journal.read()
+        if self.journal.fresh != self.hinted:
+            self.hinted = self.journal.fresh
+            if self.hinted:
+                self.log.info("windows changes", extra={
+                    "mode": "journal", "detail": "hints from the host watcher; polls are a safety net"})
+            else:
+                self.log.warning("windows changes", extra={
+                    "mode": "polling", "detail": f"the host watcher was silent for {STALE:.0f}s; "
+                    "`invoke watch` (or `invoke deploy`) starts it"})
+            self.poll_windows = True
+        if hints.rescan:
+            self.poll_windows = True
+        return self.reconciler.worth_a_look(WINDOWS, hints.paths) if hints.paths else set()
 
     def _request_stop(self, signum: int, frame: Any) -> None:
         self.stopping.set()
@@ -195,31 +224,49 @@ class Agent:
         if not self._share_mounted():
             return
         nfs_rescan, self.rescan_nfs = nfs_rescan or self.rescan_nfs, False
+        self.poll_windows = False
         try:
             windows = self._poll(self.windows)
             nfs = self._poll(self.nfs) if nfs_rescan else None
             items = self.reconciler.full_scan(
                 windows=windows.changed, windows_deleted=windows.deleted,
                 nfs=nfs.changed if nfs else None, nfs_deleted=nfs.deleted if nfs else set())
-            scan_seconds = time.monotonic() - started
             self.reconciler.reconcile(items)
         except SideUnavailable as exc:
             self._side_unavailable(exc)
             return
+        finally:
+            self._schedule(nfs_rescan)
         self.share_lost_since = None
         self.seq += 1
         self.last_full_pass = time.time()
         self.last_full_pass_seconds = round(time.monotonic() - started, 3)
-        self._stretch_interval(scan_seconds)
         self.log.debug("pass", extra={"changed": len(items), "files": windows.total,
                                       "seconds": self.last_full_pass_seconds,
                                       "nfs_rescan": nfs_rescan})
 
     def _poll(self, tree: Tree) -> Poll:
-        """What differs on one side from the agreed state."""
+        """What differs on one side from the agreed state (the time it took is kept)."""
+        started = time.monotonic()
         if tree is self.windows:
-            return tree.poll(self.state.win_hash, len(self.state), self.state.win_names)
-        return tree.poll(self.state.nfs_hash, len(self.state), self.state.paths)
+            found = tree.poll(self.state.win_hash, len(self.state), self.state.win_names)
+        else:
+            found = tree.poll(self.state.nfs_hash, len(self.state), self.state.paths)
+        self.costs[tree.name].add(time.monotonic() - started)
+        return found
+
+    def _schedule(self, nfs_rescanned: bool) -> None:
+        """Plan the next whole-side looks after a pass (see schedule.py)."""
+        now = time.monotonic()
+        every = self.costs[WINDOWS].every(self.settings.interval, events=self.hinted)
+        if not self.hinted and abs(every - self.interval) >= 0.25 * self.interval:
+            self.log.info("poll interval", extra={
+                "seconds": every, "scan_seconds": round(self.costs[WINDOWS].seconds, 3)})
+        self.interval = every
+        self.next_poll = now + every
+        if nfs_rescanned:
+            self.next_rescan = now + self.costs[NFS].every(self.settings.interval,
+                                                           events=self.nfs_events.running)
 
     def sync_paths(self, nfs_paths: set[str], win_paths: set[str] = frozenset()) -> None:
         """Reconcile just these paths (and everything below those that are folders)."""
@@ -293,14 +340,6 @@ class Agent:
         self.log.error("side unavailable", extra={"error": str(exc)})
         if not self.windows.root.exists():
             self._check_share_lost()
-
-    def _stretch_interval(self, scan_seconds: float) -> None:
-        """Keep polling cheap: a scan may take at most a quarter of the interval."""
-        wanted = max(self.settings.interval, math.ceil(scan_seconds * 40) / 10)
-        if abs(wanted - self.interval) > 0.05 * self.interval:
-            self.log.info("poll interval", extra={"seconds": wanted, "scan_seconds":
-                                                  round(scan_seconds, 3)})
-            self.interval = wanted
 
     # -- requests ----------------------------------------------------------------------------
 
@@ -401,50 +440,29 @@ class Agent:
 
     # -- NFS-side events ---------------------------------------------------------------------
 
-    def _start_watcher(self) -> Any:
-        from watchdog.events import FileSystemEventHandler
-        from watchdog.observers import Observer
-
-        root = str(self.settings.nfs)
-        events = self.events
-        renamed_in = self.reconciler.renamed_in
-
-        class Handler(FileSystemEventHandler):
-            def on_any_event(self, event: Any) -> None:
-                if event.event_type in ("opened", "closed_no_write"):
-                    return
-                for path in (event.src_path, getattr(event, "dest_path", "")):
-                    if path:
-                        rel = os.path.relpath(os.fsdecode(path), root)
-                        parent, _, name = rel.rpartition("/")
-                        if rel != "." and not ignored(parent, name):
-                            events.put(rel)
-                if event.event_type == "moved" and event.dest_path:
-                    renamed_in.add(os.path.relpath(os.fsdecode(event.dest_path), root))
-
-        observer = Observer()
-        observer.schedule(Handler(), root, recursive=True)
-        observer.start()
-        return observer
-
     def _wait_for_events(self, until: float) -> set[str]:
+        """NFS paths with events until ``until``, collected for a little longer once one came."""
         timeout = max(0.0, until - time.monotonic())
         try:
             first = self.events.get(timeout=timeout)
         except queue.Empty:
             return set()
         time.sleep(DEBOUNCE)
-        return ({first} if first else set()) | self._drain()
+        return self._drain(first)
 
-    def _drain(self) -> set[str]:
-        paths = set()
+    def _drain(self, first: str | None = None) -> set[str]:
+        """The NFS paths queued now (a RESCAN among them asks for a rescan of the export)."""
+        paths: set[str] = set()
+        path = first
         while True:
+            if path == RESCAN:
+                self.rescan_nfs = True
+            elif path:
+                paths.add(path)
             try:
                 path = self.events.get_nowait()
             except queue.Empty:
                 return paths
-            if path:
-                paths.add(path)
 
     # -- status and logs ---------------------------------------------------------------------
 
@@ -489,7 +507,10 @@ class Agent:
             "share_id": self.state.meta.get("share_id"),
             "case_insensitive": self.windows.case_insensitive,
             "export": self.nfs.usage(),
-            "windows_changes": "polling",
+            "windows_changes": "journal" if self.hinted else "polling",
+            "nfs_changes": "events" if self.nfs_events.running else "rescans",
+            "nfs_rescan_every": round(self.costs[NFS].every(
+                self.settings.interval, events=self.nfs_events.running), 1),
             "log_level": self.settings.log_level,
             "stopped": stopped,
         }

@@ -31,6 +31,8 @@ DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
 IGNORED_PREFIXES = (TEMP_PREFIX, PROBE_PREFIX)
 ROOT_IGNORED = (MARKER, HIDDEN)
+# Scans test the first character before asking ignored(): every ignored name is dotted.
+assert all(name.startswith(".") for name in (*IGNORED_PREFIXES, *ROOT_IGNORED))
 
 
 class Kind(IntEnum):
@@ -129,18 +131,6 @@ def kind_of(mode: int) -> Kind:
     if stat.S_ISDIR(mode):
         return Kind.DIR
     return Kind.SYMLINK if stat.S_ISLNK(mode) else Kind.OTHER
-
-
-def _file_hash(st: os.stat_result, windows: bool) -> int | None:
-    """``sig_hash(tree.sig(st))`` of a regular file without the signature (the poll's inner loop)."""
-    mode = st.st_mode
-    if not stat.S_ISREG(mode):
-        return None
-    readonly = not mode & 0o200
-    if windows:
-        return hash((Kind.FILE, st.st_size, st.st_mtime_ns, 0, 0, readonly)) & SIG_HASH_MASK
-    return hash((Kind.FILE, st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns, readonly)
-                ) & SIG_HASH_MASK
 
 
 class Tree:
@@ -307,14 +297,15 @@ class Tree:
         """Compare the whole tree with the agreed signatures; only differences are kept.
 
         ``agreed`` gives the hash (:func:`sig_hash`) of the signature agreed at a name, of
-        which there are ``known``. This runs every interval over the Windows share, so a matching entry
-        costs one stat relative to its open folder and one integer comparison; the cyclic GC
-        is paused meanwhile. Deletions are looked for (in ``known_names()``) only when fewer
-        agreed names were seen than there are.
+        which there are ``known``. This runs every interval over the Windows share, so a
+        matching entry costs one stat relative to its open folder, one tuple hash and one
+        integer comparison; the cyclic GC is paused meanwhile. Deletions are looked for (in
+        ``known_names()``) only when fewer agreed names were seen than there are.
         """
         changed: dict[str, Sig] = {}
         matched = total = 0
-        stat_at, sig_of, windows = os.stat, self.sig, self.windows
+        stat_at, sig_of, windows, is_reg = os.stat, self.sig, self.windows, stat.S_ISREG
+        file, mask = Kind.FILE, SIG_HASH_MASK
         gc_was_enabled = gc.isenabled()
         gc.disable()
         try:
@@ -330,7 +321,15 @@ class Tree:
                     have = agreed(path)
                     if have is not None:
                         matched += 1
-                        if have == (_file_hash(st, windows) or sig_hash(sig_of(st))):
+                        mode = st.st_mode
+                        # _file_hash inlined: this line runs once per entry per poll.
+                        if is_reg(mode):
+                            now = hash((file, st.st_size, st.st_mtime_ns, 0, 0, not mode & 0o200)
+                                       if windows else (file, st.st_size, st.st_mtime_ns, st.st_ino,
+                                                        st.st_ctime_ns, not mode & 0o200)) & mask
+                        else:
+                            now = sig_hash(sig_of(st))
+                        if have == now:
                             continue
                     changed[path] = sig_of(st)
         finally:
@@ -362,7 +361,7 @@ class Tree:
                     names = []
                     for entry in entries:
                         name = entry.name
-                        if ignored(current, name):
+                        if name[0] == "." and ignored(current, name):  # all ignored names are dotted
                             continue
                         names.append(name)
                         if entry.is_dir(follow_symlinks=False):
