@@ -59,15 +59,17 @@ def deploy(c, engine=None, values=None, set=None, data_root=None, timeout=120):
     eng = toolkit.engine(engine, values, set, data_root)
     eng.apply(toolkit.progress)
     eng.wait_ready(float(timeout), toolkit.progress)
-    print(toolkit.status_report(eng.status(), as_json=False))
+    toolkit.start_watcher(eng)
+    print(toolkit.status_report(eng.status(), as_json=False, watcher=toolkit.watcher_info(eng)))
 
 
 @task(**{**ENGINE_ARGS, "help": {**ENGINE_HELP, "json": "print JSON"}})
 @user_errors
 def status(c, engine=None, values=None, set=None, data_root=None, json=False):
     """Show every NAS: ready, endpoint, mode, last pass, pending, conflicts, errors."""
-    states = toolkit.engine(engine, values, set, data_root).status()
-    print(toolkit.status_report(states, as_json=json))
+    eng = toolkit.engine(engine, values, set, data_root)
+    states = eng.status()
+    print(toolkit.status_report(states, as_json=json, watcher=toolkit.watcher_info(eng)))
     if not all(s.ready for s in states):
         raise Exit(code=1)
 
@@ -82,6 +84,24 @@ def logs(c, nas, container="sync", follow=False, engine=None, values=None, set=N
     if container not in ("sync", "nfs", "init"):
         raise Exit(f"--container {container!r}: use sync, nfs or init", code=2)
     toolkit.engine(engine, values, set, data_root).logs(nas, container, follow)
+
+
+@task(**{**ENGINE_ARGS, "help": {**ENGINE_HELP,
+                                 "background": "start it in the background (as deploy does) and return",
+                                 "stop": "stop the background watcher"}})
+@user_errors
+def watch(c, background=False, stop=False, engine=None, values=None, set=None, data_root=None):
+    """Send Windows-side changes to the sync agents as they happen, until Ctrl-C.
+
+    `invoke deploy` starts the same watcher in the background; without one, each agent polls.
+    """
+    eng = toolkit.engine(engine, values, set, data_root)
+    if stop:
+        toolkit.stop_watcher(eng)
+    elif background:
+        print(toolkit.start_watcher(eng))
+    else:
+        toolkit.watch(eng)
 
 
 @task(**{**ENGINE_ARGS, "help": {**ENGINE_HELP, "nas": "NAS name"}})
@@ -115,7 +135,9 @@ def check_sync(c, nas, json=False, timeout=30, engine=None, values=None, set=Non
 @user_errors
 def destroy(c, force=False, engine=None, values=None, set=None, data_root=None):
     """Stop and remove every NAS; an export goes only once all of it reached the Windows side."""
-    toolkit.engine(engine, values, set, data_root).destroy(toolkit.progress, force=force)
+    eng = toolkit.engine(engine, values, set, data_root)
+    eng.destroy(toolkit.progress, force=force)
+    toolkit.stop_watcher(eng)
 
 
 @task(**{**ENGINE_ARGS, "help": {**ENGINE_HELP, "nas": "NAS name", "path": "only this path's versions",

@@ -1,13 +1,15 @@
 """The sync agent against the research's rsync loop, on the same trees, in one run.
 
-Prints Markdown tables: latency NFS→Windows and Windows→NFS (p50/p99 over N changes), idle CPU
-and RSS at each tree size, and seeding a ~1 GB mixed tree against `cp -a`. Both sides are local
-folders (the 9p share's extra cost per stat is not modelled here).
+Prints Markdown tables: latency NFS→Windows and Windows→NFS (p50/p99 over N changes) with and
+without the host watcher, idle CPU and RSS at each tree size in both modes, the initial sync of
+a tree by the daemon and by `--once` against `cp -a`, and seeding a ~1 GB mixed tree. Both
+sides are local folders (the 9p share's extra cost per stat is not modelled here).
 
 A baseline that fails while running stops the benchmark with one line; "never" is printed only
 for what was observed: the research loop's --delete removing a file written on Windows.
 
-Usage: python benchmarks/sync.py [--changes N] [--latency-files N] [--sizes 1000,10000,50000]
+Usage: python benchmarks/sync.py [--changes N] [--latency-files 10000,100000]
+                                 [--sizes 1000,10000,100000] [--initial-files N]
                                  [--idle-seconds S] [--seed-mb MB] [--smoke]
 """
 
@@ -54,29 +56,55 @@ def make_tree(root: Path, files: int, size: int = 1024, per_folder: int = 500) -
         (folder / f"f{i:06}.dat").write_bytes(payload)
 
 
-def workspace(files: int) -> tuple[Path, Path, Path, Path]:
-    """(base, nfs, windows, state) with ``files`` files agreed on both sides."""
-    base = Path(tempfile.mkdtemp(prefix="filesim-bench-"))
-    nfs, windows, state = base / "nfs", base / "windows", base / "state"
-    for path in (nfs, windows):
-        path.mkdir()
-    (windows / MARKER).write_text("filesim share marker\nid: bench\n")
-    make_tree(windows, files)
-    subprocess.run([*AGENT, "--nfs", nfs, "--windows", windows, "--state", state, "--mode",
-                    "bidirectional", "--once", "--log-format", "json"], check=True,
-                   stdout=subprocess.DEVNULL)
-    return base, nfs, windows, state
+class Workspaces:
+    """Trees of N files agreed on both sides, made once per size and removed at the end."""
+
+    def __init__(self):
+        self.made: dict[int, tuple[Path, Path, Path, Path]] = {}
+
+    def get(self, files: int) -> tuple[Path, Path, Path, Path]:
+        """(base, nfs, windows, state) with ``files`` files agreed on both sides."""
+        if files not in self.made:
+            base = Path(tempfile.mkdtemp(prefix="filesim-bench-"))
+            nfs, windows, state = base / "nfs", base / "windows", base / "state"
+            for path in (nfs, windows):
+                path.mkdir()
+            (windows / MARKER).write_text("filesim share marker\nid: bench\n")
+            make_tree(windows, files)
+            subprocess.run([*AGENT, "--nfs", nfs, "--windows", windows, "--state", state, "--mode",
+                            "bidirectional", "--once", "--log-format", "json"], check=True,
+                           stdout=subprocess.DEVNULL)
+            self.made[files] = (base, nfs, windows, state)
+        return self.made[files]
+
+    def remove(self) -> None:
+        """Remove every tree made."""
+        for base, *_ in self.made.values():
+            shutil.rmtree(base, ignore_errors=True)
 
 
 def start_agent(nfs: Path, windows: Path, state: Path, interval: float = 2.0) -> subprocess.Popen:
     proc = subprocess.Popen([*AGENT, "--nfs", nfs, "--windows", windows, "--state", state, "--mode",
                              "bidirectional", "--interval", str(interval), "--log-format", "json"],
                             stdout=subprocess.DEVNULL)
-    deadline = time.monotonic() + 600
+    deadline = time.monotonic() + 900
     while _status(state).get("pid") != proc.pid or not _status(state).get("last_full_pass"):
         if time.monotonic() > deadline or proc.poll() is not None:
             fail("the agent did not start")
         time.sleep(0.05)
+    return proc
+
+
+def start_watcher(windows: Path, state: Path) -> subprocess.Popen:
+    """The host watcher over ``windows``; returns once the agent relies on its hints."""
+    proc = subprocess.Popen([sys.executable, "-m", "filesim.watch", "--state",
+                             str(windows.parent / "watch.json"), str(windows)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while _status(state).get("windows_changes") != "journal":
+        if time.monotonic() > deadline or proc.poll() is not None:
+            fail("the host watcher did not start (or the agent did not take its hints)")
+        time.sleep(0.1)
     return proc
 
 
@@ -164,31 +192,41 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def rss_mib(pid: int) -> float:
+def rss_mib(pid: int, field: str = "VmRSS") -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024
     return 0.0
 
 
-def bench_latency(args) -> list[str]:
+def peak_rss_mib(pid: int) -> float:
+    return rss_mib(pid, "VmHWM")
+
+
+def bench_latency(args, spaces: Workspaces) -> list[str]:
     rows = []
-    base, nfs, windows, state = workspace(args.latency_files)
-    try:
+    for files in args.latency_files:
+        _, nfs, windows, state = spaces.get(files)
         agent = start_agent(nfs, windows, state)
-        n2w = latencies(nfs, windows, args.changes, spread=args.changes * 0.3, timeout=10)
-        w2n = latencies(windows, nfs, args.changes, spread=args.changes * 0.3, timeout=10)
+        n2w = latencies(nfs, windows, args.changes, spread=args.changes * 0.3, timeout=30)
+        w2n = latencies(windows, nfs, args.changes, spread=args.changes * 0.3, timeout=60)
+        rows.append(f"| {files:,} | filesim-sync, polling (interval 2 s, settle 0.5 s; "
+                    f"now {_status(state).get('interval')} s) | {n2w.cell()} | {w2n.cell()} |")
+        watcher = start_watcher(windows, state)
+        n2w = latencies(nfs, windows, args.changes, spread=args.changes * 0.3, timeout=30)
+        w2n = latencies(windows, nfs, args.changes, spread=args.changes * 0.3, timeout=30)
+        stop(watcher)
         stop(agent)
-        rows.append(f"| filesim-sync (interval 2 s, settle 0.5 s) | {n2w.cell()} | {w2n.cell()} |")
+        rows.append(f"| {files:,} | filesim-sync with the host watcher (settle 0.5 s) | "
+                    f"{n2w.cell()} | {w2n.cell()} |")
         for interval in args.loops:
             loop = start_rsync_loop(nfs, windows, interval)
             n2w = latencies(nfs, windows, args.changes, spread=max(args.changes * 0.3, interval * 1.5),
-                            timeout=interval + 10)
+                            timeout=interval + 30)
             w2n = latencies(windows, nfs, min(args.changes, 10), spread=5, timeout=interval + 5)
             stop(loop)
-            rows.append(f"| research rsync loop, {interval} s | {n2w.cell()} | {w2n.cell()} |")
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
+            rows.append(f"| {files:,} | research rsync loop, {interval} s | {n2w.cell()} | "
+                        f"{w2n.cell()} |")
     return rows
 
 
@@ -206,24 +244,73 @@ def rsync_pass_seconds(nfs: Path, windows: Path) -> float:
     return statistics.median(runs)
 
 
-def bench_idle(args) -> list[str]:
+def _idle(pids: list[int], seconds: float) -> list[float]:
+    """CPU share of one core each of ``pids`` used over ``seconds``."""
+    before, started = [cpu_seconds(p) for p in pids], time.monotonic()
+    time.sleep(seconds)
+    elapsed = time.monotonic() - started
+    return [(cpu_seconds(p) - b) / elapsed for p, b in zip(pids, before, strict=True)]
+
+
+def bench_idle(args, spaces: Workspaces) -> list[str]:
     rows = []
     for files in args.sizes:
-        base, nfs, windows, state = workspace(files)
-        try:
-            agent = start_agent(nfs, windows, state)
-            time.sleep(min(5, args.idle_seconds))
-            before, started = cpu_seconds(agent.pid), time.monotonic()
-            time.sleep(args.idle_seconds)
-            share = (cpu_seconds(agent.pid) - before) / (time.monotonic() - started)
-            rss = rss_mib(agent.pid)
-            stop(agent)
-            per_pass = rsync_pass_seconds(nfs, windows)
-            rows.append(f"| {files:,} | {share * 100:.2f} % | {rss:.1f} MiB | "
-                        f"{per_pass / 2 * 100:.2f} % | {per_pass / 30 * 100:.2f} % |")
-        finally:
-            shutil.rmtree(base, ignore_errors=True)
+        _, nfs, windows, state = spaces.get(files)
+        agent = start_agent(nfs, windows, state)
+        time.sleep(min(5, args.idle_seconds))
+        [polling] = _idle([agent.pid], args.idle_seconds)
+        interval = _status(state).get("interval")
+        watcher = start_watcher(windows, state)
+        time.sleep(min(5, args.idle_seconds))
+        hinted, watching = _idle([agent.pid, watcher.pid], args.idle_seconds)
+        rss = rss_mib(agent.pid)
+        stop(watcher)
+        stop(agent)
+        per_pass = rsync_pass_seconds(nfs, windows)
+        rows.append(f"| {files:,} | {polling * 100:.2f} % ({interval} s) | {hinted * 100:.2f} % | "
+                    f"{watching * 100:.2f} % | {rss:.1f} MiB | {per_pass / 2 * 100:.2f} % | "
+                    f"{per_pass / 30 * 100:.2f} % |")
     return rows
+
+
+def bench_initial(args) -> list[str]:
+    """One fresh tree copied by `cp -a`, by `--once` and by the daemon (until all agreed)."""
+    base = Path(tempfile.mkdtemp(prefix="filesim-initial-"))
+    source = base / "windows"
+    source.mkdir()
+    (source / MARKER).write_text("filesim share marker\nid: bench\n")
+    files = args.initial_files
+    make_tree(source, files, per_folder=100)
+    try:
+        started = time.perf_counter()
+        subprocess.run(["cp", "-a", f"{source}/.", str(base / "cp")], check=True)
+        cp = time.perf_counter() - started
+        shutil.rmtree(base / "cp")
+        times = {}
+        for mode in ("once", "daemon"):
+            nfs, state = base / f"nfs-{mode}", base / f"state-{mode}"
+            nfs.mkdir()
+            command = [*AGENT, "--nfs", nfs, "--windows", source, "--state", state, "--mode",
+                       "bidirectional", "--log-format", "json"]
+            started = time.perf_counter()
+            if mode == "once":
+                subprocess.run([*command, "--once"], check=True, stdout=subprocess.DEVNULL)
+            else:
+                proc = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+                while not (_status(state).get("files_tracked", 0) >= files
+                           and _status(state).get("pending") == 0):
+                    if proc.poll() is not None:
+                        fail("the agent exited during its initial sync")
+                    time.sleep(0.1)
+                peak = peak_rss_mib(proc.pid)
+                stop(proc)
+            times[mode] = time.perf_counter() - started
+            shutil.rmtree(nfs)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+    once, daemon = times["once"], times["daemon"]
+    return [f"| {files:,} files in {files // 100:,} folders | {cp:.1f} s | {once:.1f} s "
+            f"({once / cp:.2f}x cp) | {daemon:.1f} s ({daemon / once:.2f}x once) | {peak:.0f} MiB |"]
 
 
 def bench_seed(args) -> list[str]:
@@ -260,31 +347,40 @@ def bench_seed(args) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    sizes = lambda s: [int(x) for x in s.split(",")]  # noqa: E731
     parser.add_argument("--changes", type=int, default=50)
-    parser.add_argument("--latency-files", type=int, default=10_000)
-    parser.add_argument("--sizes", type=lambda s: [int(x) for x in s.split(",")],
-                        default=[1_000, 10_000, 50_000])
+    parser.add_argument("--latency-files", type=sizes, default=[10_000, 100_000])
+    parser.add_argument("--sizes", type=sizes, default=[1_000, 10_000, 100_000])
+    parser.add_argument("--initial-files", type=int, default=100_000)
     parser.add_argument("--idle-seconds", type=float, default=20)
     parser.add_argument("--seed-mb", type=int, default=1024)
     parser.add_argument("--smoke", action="store_true", help="tiny trees, one run: a check, no figures")
     args = parser.parse_args()
     args.loops, args.seed_runs = [2, 30], 3
     if args.smoke:
-        args.changes, args.latency_files, args.sizes = 3, 100, [100]
+        args.changes, args.latency_files, args.sizes, args.initial_files = 3, [100], [100], 200
         args.idle_seconds, args.seed_mb, args.loops, args.seed_runs = 1, 4, [1], 1
-    require("rsync", "cp")
-    config = (f"--changes {args.changes} --latency-files {args.latency_files} --sizes "
-              f"{','.join(map(str, args.sizes))} --idle-seconds {args.idle_seconds:g} "
-              f"--seed-mb {args.seed_mb}")
+    require("rsync", "cp", "inotifywait")
+    config = (f"--changes {args.changes} --latency-files {','.join(map(str, args.latency_files))} "
+              f"--sizes {','.join(map(str, args.sizes))} --initial-files {args.initial_files} "
+              f"--idle-seconds {args.idle_seconds:g} --seed-mb {args.seed_mb}")
     print(f"`python benchmarks/sync.py {config}`{' (smoke: not figures)' if args.smoke else ''}\n")
-    print(f"Latency, write → whole on the other side, {args.changes} changes, "
-          f"{args.latency_files:,}-file tree (p50 / p99)\n")
-    print("| sync | NFS → Windows | Windows → NFS |\n|---|---|---|")
-    print("\n".join(bench_latency(args)), flush=True)
-    print(f"\nIdle cost over {args.idle_seconds:g} s (CPU as % of one core)\n")
-    print("| files | agent CPU | agent RSS | rsync loop 2 s CPU | rsync loop 30 s CPU |")
-    print("|---|---|---|---|---|")
-    print("\n".join(bench_idle(args)), flush=True)
+    spaces = Workspaces()
+    try:
+        print(f"Latency, write → whole on the other side, {args.changes} changes (p50 / p99)\n")
+        print("| tree | sync | NFS → Windows | Windows → NFS |\n|---|---|---|---|")
+        print("\n".join(bench_latency(args, spaces)), flush=True)
+        print(f"\nIdle cost over {args.idle_seconds:g} s (CPU as % of one core; the agent's RSS with "
+              "the watcher)\n")
+        print("| files | agent polling (interval now) | agent with watcher | watcher | agent RSS | "
+              "rsync loop 2 s | rsync loop 30 s |")
+        print("|---|---|---|---|---|---|---|")
+        print("\n".join(bench_idle(args, spaces)), flush=True)
+    finally:
+        spaces.remove()
+    print("\nInitial sync of a fresh tree (1 KiB files; the daemon: until every file is agreed)\n")
+    print("| tree | cp -a | --once | daemon | daemon peak RSS |\n|---|---|---|---|---|")
+    print("\n".join(bench_initial(args)), flush=True)
     print(f"\nSeed (median of {args.seed_runs}; `--once`, settle 0)\n")
     print("| tree | cp -a | filesim-sync --once | ratio |\n|---|---|---|---|")
     print("\n".join(bench_seed(args)))

@@ -128,9 +128,11 @@ def test_live_conflict_the_later_change_keeps_the_name(share, nfs_dir, make_agen
     make_agent(settle=1.5).start()
     wait_until(lambda: (share.backing / "plan.txt").exists())
 
-    (nfs_dir / "plan.txt").write_text("nfs version\n")
-    time.sleep(0.5)  # both changes fall inside one settle period; Windows changes last
-    (share.backing / "plan.txt").write_text("windows version\n")
+    with open(nfs_dir / "plan.txt", "w") as writer:  # open: the NFS side waits to settle
+        writer.write("nfs version\n")
+        writer.flush()
+        time.sleep(0.5)  # both changes fall inside one settle period; Windows changes last
+        (share.backing / "plan.txt").write_text("windows version\n")
 
     wait_until(lambda: conflicts(nfs_dir) and conflicts(share.backing), timeout=15)
     [saved] = conflicts(share.backing)

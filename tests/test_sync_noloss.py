@@ -207,9 +207,10 @@ def test_a_barrier_returns_once_a_change_made_before_it_reached_the_other_side(s
 
 def test_a_barrier_times_out_naming_what_is_pending(share, nfs_dir, make_agent):
     agent = make_agent(settle=60, max_delay=60).start()
-    (nfs_dir / "settling.txt").write_text("x")
-
-    code, answer = request(agent, "barrier", timeout=2)
+    with open(nfs_dir / "settling.txt", "w") as writer:  # still being written: it settles
+        writer.write("x")
+        writer.flush()
+        code, answer = request(agent, "barrier", timeout=2)
 
     assert code == 1 and answer["ok"] is False
     assert "settling.txt" in answer["pending"]

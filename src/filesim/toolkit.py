@@ -14,6 +14,7 @@ from filesim import PROJECT_ROOT, values
 from filesim.engines.base import NasStatus
 from filesim.model import Values
 from filesim.run import Runner
+from filesim.sync.status import MARKER
 
 DEFAULT_DATA_ROOT = PROJECT_ROOT / "simulator-data"
 
@@ -64,12 +65,13 @@ def progress(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def status_report(states: list[NasStatus], as_json: bool) -> str:
+def status_report(states: list[NasStatus], as_json: bool, watcher: Any = None) -> str:
     """``invoke status`` output: a table, or JSON with the agents' full status."""
     if as_json:
-        return json.dumps([vars(s) for s in states], indent=2, default=str)
-    rows = [("NAS", "READY", "MODE", "ENDPOINT", "USED", "LAST PASS", "PENDING", "PROBLEMS",
-             "CONFLICTS", "DETAIL")]
+        return json.dumps({"servers": [vars(s) for s in states],
+                           "watcher": vars(watcher) if watcher else None}, indent=2, default=str)
+    rows = [("NAS", "READY", "MODE", "ENDPOINT", "USED", "LAST PASS", "CHANGES", "PENDING",
+             "PROBLEMS", "CONFLICTS", "DETAIL")]
     for s in states:
         agent = s.agent
         last = agent.get("last_full_pass")
@@ -78,9 +80,88 @@ def status_report(states: list[NasStatus], as_json: bool) -> str:
         used = (f"{export['used'] / 2**20:.0f}/{export['size'] / 2**20:.0f} MiB" if export else "-")
         ready = ("degraded" if s.degraded else "yes") if s.ready else "no"
         problems = len(agent["problems"]) if "problems" in agent else "-"
-        rows.append((s.name, ready, s.mode, s.endpoint, used, age, agent.get("pending", "-"),
-                     problems, agent.get("conflicts", "-"), s.problem or s.degraded or ""))
-    return table(rows)
+        rows.append((s.name, ready, s.mode, s.endpoint, used, age, agent.get("windows_changes", "-"),
+                     agent.get("pending", "-"), problems, agent.get("conflicts", "-"),
+                     s.problem or s.degraded or ""))
+    lines = [table(rows)]
+    if watcher is not None:
+        lines.append(watcher_line(watcher))
+    return "\n".join(lines)
+
+
+# -- the host watcher (filesim/watch.py) ----------------------------------------------------
+
+
+def share_folders(engine: Any) -> tuple[Path, list[Path]]:
+    """(data root, every NAS folder) as this machine reaches them."""
+    folders = [engine.windows_folder(nas.name) for nas in engine.servers()]
+    return folders[0].parent, folders
+
+
+def watcher_info(engine: Any) -> Any:
+    """The host watcher's state, or None where it cannot run (a Windows root seen from Linux)."""
+    from filesim.engines import EngineError
+    from filesim.watch import info
+
+    try:
+        root, _ = share_folders(engine)
+    except EngineError:
+        return None
+    return info(root)
+
+
+def watcher_line(watcher: Any) -> str:
+    """One line about the host watcher for ``invoke status`` and ``invoke deploy``."""
+    if watcher.running:
+        extra = f"; {watcher.detail}" if watcher.detail else ""
+        return f"host watcher: running (pid {watcher.pid}, log {watcher.log}){extra}"
+    return (f"host watcher: {watcher.detail}; Windows changes are found by polling until "
+            "`invoke watch` (foreground) or `invoke deploy` (background) starts it")
+
+
+def start_watcher(engine: Any) -> str:
+    """Start the host watcher in the background (``invoke deploy``); the line to print."""
+    from filesim.engines import EngineError
+    from filesim.watch import start_background
+
+    try:
+        root, folders = share_folders(engine)
+    except EngineError as exc:
+        return f"host watcher: not started ({exc})"
+    return watcher_line(start_background(root, folders))
+
+
+def stop_watcher(engine: Any) -> None:
+    """Stop the host watcher of this deployment's folders, if it runs."""
+    from filesim.engines import EngineError
+    from filesim.watch import stop_background
+
+    try:
+        root, _ = share_folders(engine)
+    except EngineError:
+        return
+    if stop_background(root):
+        progress(f"stopped the host watcher of {root}")
+
+
+def watch(engine: Any) -> None:
+    """``invoke watch``: the host watcher in the foreground until Ctrl-C (replaces a background one)."""
+    from filesim.watch import Watcher, stop_background
+
+    root, folders = share_folders(engine)
+    missing = [str(f) for f in folders if not (f / MARKER).is_file()]
+    if missing:
+        from filesim.errors import UserError
+
+        raise UserError(f"not set up (no {MARKER}): {', '.join(missing)}; run `invoke setup` first")
+    if stop_background(root):
+        progress("stopped the background watcher: this one takes over")
+    watcher = Watcher(folders)
+    progress(f"watching {len(folders)} NAS folder(s) under {root}; Ctrl-C stops")
+    try:
+        watcher.run_until_interrupted()
+    finally:
+        progress("host watcher stopped: Windows changes are found by polling")
 
 
 def check_report(result: dict[str, Any]) -> str:

@@ -82,4 +82,5 @@ def engine(request, data_root):
         pytest.fail(str(exc))
     finally:
         eng.destroy(print, force=True)
+        toolkit.stop_watcher(eng)  # started by the tests that run `invoke deploy`
 

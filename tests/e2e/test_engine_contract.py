@@ -32,7 +32,7 @@ def test_check_sync(engine, data_root, nas):
 def test_status_reports_every_nas_ready(engine, data_root):
     result = invoke(engine, data_root, "status", "--json")
     assert result.returncode == 0, result.stderr
-    states = json.loads(result.stdout)
+    states = json.loads(result.stdout)["servers"]
     assert [s["name"] for s in states] == NAS_SERVERS
     assert all(s["ready"] and s["agent"]["share_mounted"] for s in states)
 

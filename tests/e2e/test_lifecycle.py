@@ -126,7 +126,7 @@ def test_a_windows_folder_refusing_writes_is_cheap_and_named_then_the_file_lands
         cpu = (cpu_seconds(pid) - cpu) / 10
         lines = log_lines(podman, "nas-backup") - lines
         assert cpu <= 0.10 and lines <= 60, (cpu, lines)
-        status = json.loads(invoke(podman, data_root, "status", "--json").stdout)
+        status = json.loads(invoke(podman, data_root, "status", "--json").stdout)["servers"]
         [nas] = [s for s in status if s["name"] == "nas-backup"]
         assert [p["path"] for p in nas["agent"]["problems"]] == ["locked/out.csv"]
         assert nas["degraded"]

@@ -148,3 +148,34 @@ def reset(path: Path) -> None:
     """Empty a folder."""
     shutil.rmtree(path, ignore_errors=True)
     path.mkdir(parents=True)
+
+
+class WatcherProcess:
+    """The host watcher (``python -m filesim.watch``) as a real process over NAS folders."""
+
+    def __init__(self, state: Path, *folders: Path):
+        self.state = state
+        self.folders = folders
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> WatcherProcess:
+        """Start it and wait until it has written its first beat."""
+        self.state.unlink(missing_ok=True)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "filesim.watch", "--state", str(self.state), *map(str, self.folders)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_until(self.state.exists, 15)
+        return self
+
+    def kill(self) -> None:
+        """kill -9: no last words in the journal."""
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait()
+            self.process = None
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(10)
+        self.process = None

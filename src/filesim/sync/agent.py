@@ -66,7 +66,7 @@ class Agent:
                       len(settings.windows_root)),
             self.problems, log)
         self.events: queue.Queue[str | None] = queue.Queue()
-        self.nfs_events = NfsEvents(settings.nfs, self.events, self.reconciler.renamed_in, log)
+        self.nfs_events = NfsEvents(settings.nfs, self.events, self.reconciler.complete[NFS], log)
         self.journal = JournalReader(settings.windows / JOURNAL)
         #: Whether the host watcher's hints are relied on (else the Windows side is polled).
         self.hinted = False
@@ -77,6 +77,7 @@ class Agent:
         self.next_poll = self.next_rescan = 0.0
         #: The next pass polls the Windows side now (hints said so, or their mode changed).
         self.poll_windows = False
+        self.status_written = 0.0
         self.seq = 0
         self.last_full_pass: float | None = None
         self.last_full_pass_seconds: float | None = None
@@ -161,8 +162,11 @@ class Agent:
                 rescan = now >= self.next_rescan or self.rescan_nfs or force
                 if now >= self.next_poll or self.poll_windows or rescan:
                     self.full_pass(nfs_rescan=rescan)
-                    self._answer_barriers()
                     self.write_status()
+                elif now - self.status_written >= self.settings.interval:
+                    self.write_status()  # problems and usage change between full passes too
+                if self.barriers:  # also between passes: what was pending may be copied since
+                    self._answer_barriers()
                 self._sweep_step()
                 self._summary()
             self._flush()
@@ -190,6 +194,13 @@ class Agent:
             self.poll_windows = True
         if hints.rescan:
             self.poll_windows = True
+        complete = self.reconciler.complete[WINDOWS]
+        for win in hints.paths:
+            path = self.reconciler.nfs_path(win)
+            if win in hints.closed:
+                complete.add(path)
+            else:
+                complete.discard(path)
         return self.reconciler.worth_a_look(WINDOWS, hints.paths) if hints.paths else set()
 
     def _request_stop(self, signum: int, frame: Any) -> None:
@@ -483,6 +494,7 @@ class Agent:
 
     def write_status(self, *, stopped: bool = False) -> None:
         """Atomically rewrite status.json in the state folder."""
+        self.status_written = time.monotonic()
         report = self.reconciler.report
         pending = sorted(self.reconciler.pending_paths())
         status = {

@@ -40,14 +40,15 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child between 
 class NfsEvents:
     """Feeds changed export paths (relative) into ``events``; RESCAN when some may be lost.
 
-    Paths renamed into place are also added to ``renamed_in`` (complete by convention).
+    Paths closed after writing or renamed into place are added to ``complete`` (no settle
+    wait), and taken out again by a later write.
     """
 
-    def __init__(self, root: Path, events: queue.Queue[str | None], renamed_in: set[str],
+    def __init__(self, root: Path, events: queue.Queue[str | None], complete: set[str],
                  log: logging.Logger):
         self.root = root
         self.events = events
-        self.renamed_in = renamed_in
+        self.complete = complete
         self.log = log
         self.process: subprocess.Popen[bytes] | None = None
         self.retry_at = 0.0
@@ -143,6 +144,8 @@ class NfsEvents:
         parent, _, name = rel.rpartition("/")
         if ignored(parent, name):
             return
-        if b"MOVED_TO" in kinds:
-            self.renamed_in.add(rel)
+        if b"CLOSE_WRITE" in kinds or b"MOVED_TO" in kinds:
+            self.complete.add(rel)
+        elif b"MODIFY" in kinds or b"CREATE" in kinds:
+            self.complete.discard(rel)
         self.events.put(rel)

@@ -1,7 +1,8 @@
 """Change hints from the tester's machine: an append-only journal inside each NAS folder.
 
 9p carries no change events, so the host watcher (``invoke watch``) writes them into the
-share: one JSON line per batch of changed paths (``{"paths": [...]}``), a heartbeat line
+share: one JSON line per batch of changed paths (``{"paths": [...], "closed": [...]}``, closed:
+those whose writer closed them last, where the host reports it), a heartbeat line
 every ``BEAT`` seconds and ``{"rescan": true}`` when it cannot say what changed (it just
 started, or too much changed at once). The agent reads what was appended since its last look,
 at the cost of one ``stat`` when nothing was. The journal is a hint, never the truth: the
@@ -36,6 +37,8 @@ class Hints:
     """What the journal said since the last look."""
 
     paths: set[str] = field(default_factory=set)
+    #: Of ``paths``, those closed after writing (complete: no settle wait).
+    closed: set[str] = field(default_factory=set)
     rescan: bool = False
 
 
@@ -114,8 +117,12 @@ class JournalReader:
         for path in paths:
             if valid_hint(path):
                 hints.paths.add(path)
+                hints.closed.discard(path)  # a later line about it: written again
             else:
                 hints.rescan = True
+        closed = record.get("closed", [])
+        if isinstance(closed, list):
+            hints.closed.update(p for p in closed if valid_hint(p) and p in hints.paths)
 
 
 class JournalWriter:
@@ -125,13 +132,17 @@ class JournalWriter:
         self.folder = folder
         self.path = folder / JOURNAL
 
-    def changed(self, paths: Iterable[str]) -> None:
-        """Hint that ``paths`` (relative, POSIX separators) changed."""
+    def changed(self, paths: Iterable[str], closed: Iterable[str] = ()) -> None:
+        """Hint that ``paths`` (relative, POSIX separators) changed; ``closed`` ones are complete."""
         batch = sorted(set(paths))
         if len(batch) > MAX_PATHS:
             self.rescan(f"{len(batch)} paths changed at once")
         elif batch:
-            self._append({"t": round(time.time(), 3), "paths": batch})
+            record: dict[str, object] = {"t": round(time.time(), 3), "paths": batch}
+            done = sorted(set(closed) & set(batch))
+            if done:
+                record["closed"] = done
+            self._append(record)
 
     def beat(self) -> None:
         """Say the watcher is alive."""

@@ -208,8 +208,9 @@ class Reconciler:
         self.flushing = False
         self.settle = settings.settle
         self.pending: dict[str, Pending] = {}
-        #: NFS paths renamed into place (complete by convention: no settle wait).
-        self.renamed_in: set[str] = set()
+        #: Per side, paths whose writer is done (closed after writing, or renamed into place):
+        #: no settle wait. Fed by the NFS events and the host watcher's hints.
+        self.complete: dict[str, set[str]] = {NFS: set(), WINDOWS: set()}
         #: NFS paths whose Windows side changed though its signature did not (racy, sweep).
         self.forced: set[str] = set()
         self._held: set[str] = set()
@@ -599,9 +600,9 @@ class Reconciler:
         seen = record.side(side)
         if seen is None or seen.sig != sig:
             record.record(side, Seen(sig, now, seen.wall if seen else time.time()))
-            if side == NFS and (path in self.renamed_in
-                                or time.time() - sig.mtime_ns / 1e9 >= self.settle):
-                return True  # renamed into place, or untouched for the settle time (exact mtimes)
+            if path in self.complete[side] or (
+                    side == NFS and time.time() - sig.mtime_ns / 1e9 >= self.settle):
+                return True  # its writer is done, or untouched for the settle time (exact mtimes)
         elif now - seen.since >= self.settle:
             return True
         if now - record.first_seen >= self.settings.max_delay:
@@ -807,7 +808,8 @@ class Reconciler:
             if entry.sha is None:
                 entry = entry._replace(sha=self.trees[NFS].hash(path))
         self.state.put(path, entry)
-        self.renamed_in.discard(path)
+        for done in self.complete.values():
+            done.discard(path)
         shown, natural = PurePosixPath(entry.win).name, names.encode(PurePosixPath(path).name)
         if shown != natural:
             self.problems.notice(WINDOWS, path, f"shown on Windows as {shown!r}: another name "

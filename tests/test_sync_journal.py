@@ -1,0 +1,127 @@
+"""Change hints from the host watcher: the journal format, and the agent driven by a real watcher.
+
+The watcher watches the share's backing folder (the Windows side, where events exist); the agent
+reads the journal through the 9p-like FUSE mount, which raises no events of its own.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+from harness import WatcherProcess, wait_until
+
+from filesim.sync.journal import JOURNAL, ROTATE_BYTES, STALE, JournalReader, JournalWriter
+
+
+def test_hints_written_by_the_watcher_are_read_once_each(tmp_path):
+    writer, reader = JournalWriter(tmp_path), JournalReader(tmp_path / JOURNAL)
+    writer.changed(["old.txt"])
+    assert reader.read().paths == set()  # the first look takes the position: old news
+    legacy = os.fsdecode(b"legacy-\xe9.txt")
+    writer.changed(["a/b.txt", "c.txt", legacy])
+    writer.beat()
+    hints = reader.read()
+    assert hints.paths == {"a/b.txt", "c.txt", legacy} and not hints.rescan
+    assert reader.fresh
+    assert reader.read().paths == set()
+
+
+def test_a_hint_leading_outside_the_share_is_dropped_and_asks_for_a_rescan(tmp_path):
+    reader = JournalReader(tmp_path / JOURNAL)
+    JournalWriter(tmp_path).beat()
+    reader.read()
+    with open(tmp_path / JOURNAL, "a") as journal:
+        journal.write(json.dumps({"paths": ["../../etc/passwd", "/etc/shadow", "a//b", "ok.txt"]}) + "\n")
+        journal.write("not json\n")
+    hints = reader.read()
+    assert hints.paths == {"ok.txt"} and hints.rescan
+
+
+def test_a_line_still_being_written_waits_for_its_end(tmp_path):
+    reader = JournalReader(tmp_path / JOURNAL)
+    JournalWriter(tmp_path).beat()
+    reader.read()
+    line = json.dumps({"paths": ["half.txt"]}) + "\n"
+    with open(tmp_path / JOURNAL, "a") as journal:
+        journal.write(line[:10])
+    assert reader.read().paths == set()
+    with open(tmp_path / JOURNAL, "a") as journal:
+        journal.write(line[10:])
+    assert reader.read().paths == {"half.txt"}
+
+
+def test_a_journal_started_over_asks_for_a_rescan(tmp_path):
+    writer, reader = JournalWriter(tmp_path), JournalReader(tmp_path / JOURNAL)
+    writer.beat()
+    reader.read()
+    writer.changed([f"f{i:06}-{'x' * 200}" for i in range(ROTATE_BYTES // 4000)])
+    reader.read()
+    while (tmp_path / JOURNAL).stat().st_size <= ROTATE_BYTES:
+        writer.changed([f"g{i:06}-{'x' * 200}" for i in range(1000)])
+    reader.read()
+    writer.changed(["after.txt"])  # rotates first
+    hints = reader.read()
+    assert hints.rescan and "after.txt" in hints.paths
+
+
+@pytest.fixture
+def watcher(tmp_path, share):
+    started = WatcherProcess(tmp_path / "watch.json", share.backing)
+    yield started
+    started.stop()
+
+
+def _synced(nfs_dir, name, content):
+    path = nfs_dir / name
+    return lambda: path.is_file() and path.read_bytes() == content
+
+
+@pytest.mark.slow
+def test_with_the_watcher_a_dropped_file_reaches_nfs_without_waiting_for_a_poll(
+        share, nfs_dir, make_agent, watcher):
+    agent = make_agent(interval=60).start()  # a poll cannot explain anything below
+    watcher.start()
+    wait_until(lambda: agent.status()["windows_changes"] == "journal", 10)
+    for i in range(5):
+        content = f"input {i}\n".encode()
+        (share.backing / f"in-{i}.csv").write_bytes(content)
+        wait_until(_synced(nfs_dir, f"in-{i}.csv", content), 3)
+    (share.backing / "in-0.csv").unlink()
+    wait_until(lambda: not (nfs_dir / "in-0.csv").exists(), 3)
+
+
+@pytest.mark.slow
+def test_a_killed_watcher_falls_back_to_polling_and_a_restarted_one_brings_hints_back(
+        share, nfs_dir, make_agent, watcher):
+    agent = make_agent(interval=1).start()
+    watcher.start()
+    wait_until(lambda: agent.status()["windows_changes"] == "journal", 10)
+
+    watcher.kill()
+    (share.backing / "while-down.txt").write_text("no hint for me\n")
+    wait_until(lambda: agent.status()["windows_changes"] == "polling", STALE + 5)
+    wait_until(_synced(nfs_dir, "while-down.txt", b"no hint for me\n"), 10)
+    assert any(e["event"] == "windows changes" and e["mode"] == "polling" for e in agent.log_events())
+
+    watcher.start()
+    wait_until(lambda: agent.status()["windows_changes"] == "journal", 10)
+    (share.backing / "back.txt").write_text("hinted again\n")
+    wait_until(_synced(nfs_dir, "back.txt", b"hinted again\n"), 3)
+
+
+@pytest.mark.slow
+def test_a_watcher_killed_mid_burst_loses_nothing(share, nfs_dir, make_agent, watcher):
+    agent = make_agent(interval=1).start()
+    watcher.start()
+    wait_until(lambda: agent.status()["windows_changes"] == "journal", 10)
+    (share.backing / "burst").mkdir()
+    for i in range(400):
+        (share.backing / "burst" / f"f{i:03}.dat").write_bytes(f"{i}\n".encode() * 10)
+        if i == 200:
+            watcher.kill()
+    wait_until(lambda: len(list((nfs_dir / "burst").glob("*.dat"))) == 400 if (
+        nfs_dir / "burst").is_dir() else False, STALE + 30)
+    for i in range(400):
+        assert (nfs_dir / "burst" / f"f{i:03}.dat").read_bytes() == f"{i}\n".encode() * 10
