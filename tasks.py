@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import functools
 import json as jsonlib
+import os
 
 from invoke import Exit, task
 
 from filesim import toolkit
-from filesim.errors import UserError
+from filesim.errors import EXIT_INTERNAL, UserError
+from filesim.terminal import show
 
 VALUES_HELP = {
     "values": "values file (repeatable; later files win; default values/default.yaml)",
@@ -23,18 +25,36 @@ ENGINE_ARGS = {"iterable": ["values", "set"], "help": ENGINE_HELP}
 
 
 def user_errors(fn):
-    """Turn filesim's user errors into one line per problem and the error's exit code."""
+    """One line per error and the documented exit code (README), JSON where --json was asked.
+
+    Unexpected errors are bugs: one line too (FILESIM_DEBUG=1 shows the traceback).
+    """
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        as_json = bool(kwargs.get("json"))
         try:
             return fn(*args, **kwargs)
+        except Exit:
+            raise
         except UserError as exc:
-            raise Exit(str(exc), code=exc.exit_code) from None
+            raise _failure(str(exc), exc.exit_code, as_json) from None
         except KeyboardInterrupt:
             raise Exit("interrupted", code=130) from None
+        except Exception as exc:
+            if os.environ.get("FILESIM_DEBUG"):
+                raise
+            raise _failure(f"internal error: {type(exc).__name__}: {exc} (a bug: FILESIM_DEBUG=1 "
+                           "shows where; please report it)", EXIT_INTERNAL, as_json) from None
 
     return wrapper
+
+
+def _failure(message: str, code: int, as_json: bool) -> Exit:
+    if as_json:
+        print(jsonlib.dumps({"ok": False, "error": message}))
+        return Exit(code=code)
+    return Exit(message, code=code)
 
 
 @task(iterable=["values", "set"], help={
@@ -42,14 +62,15 @@ def user_errors(fn):
 @user_errors
 def synth(c, values=None, set=None, target="kubernetes", out="manifests"):
     """Write the manifests: one file per NAS plus the shared objects."""
-    print(toolkit.synth(values, set, target, out))
+    show(*toolkit.synth(values, set, target, out))
 
 
 @task(**{**ENGINE_ARGS, "help": {**ENGINE_HELP, "dry_run": "print the commands, run nothing"}})
 @user_errors
 def setup(c, engine=None, values=None, set=None, data_root=None, dry_run=False):
     """Prepare this machine: NAS image, one Windows-side folder per NAS with its marker."""
-    toolkit.engine(engine, values, set, data_root, dry_run=dry_run).setup(toolkit.progress)
+    toolkit.engine(engine, values, set, data_root, dry_run=dry_run,
+                   need_data_root=False).setup(toolkit.progress)
 
 
 @task(**{**ENGINE_ARGS, "help": {**ENGINE_HELP, "timeout": "seconds to wait for ready (120)"}})
@@ -60,7 +81,7 @@ def deploy(c, engine=None, values=None, set=None, data_root=None, timeout=120):
     eng.apply(toolkit.progress)
     eng.wait_ready(float(timeout), toolkit.progress)
     toolkit.start_watcher(eng)
-    print(toolkit.status_report(eng.status(), as_json=False, watcher=toolkit.watcher_info(eng)))
+    show(*toolkit.status_report(eng.status(), as_json=False, watcher=toolkit.watcher_info(eng)))
 
 
 @task(**{**ENGINE_ARGS, "help": {**ENGINE_HELP, "json": "print JSON"}})
@@ -69,7 +90,7 @@ def status(c, engine=None, values=None, set=None, data_root=None, json=False):
     """Show every NAS: ready, endpoint, mode, last pass, pending, conflicts, errors."""
     eng = toolkit.engine(engine, values, set, data_root)
     states = eng.status()
-    print(toolkit.status_report(states, as_json=json, watcher=toolkit.watcher_info(eng)))
+    show(*toolkit.status_report(states, as_json=json, watcher=toolkit.watcher_info(eng)))
     if not all(s.ready for s in states):
         raise Exit(code=1)
 
@@ -125,7 +146,25 @@ def check_sync(c, nas, json=False, timeout=30, engine=None, values=None, set=Non
     from filesim.checks import check_sync as check
 
     result = check(toolkit.engine(engine, values, set, data_root), nas, float(timeout))
-    print(jsonlib.dumps(result) if json else toolkit.check_report(result))
+    show(jsonlib.dumps(result) if json else toolkit.check_report(result))
+    if not result["ok"]:
+        raise Exit(code=1)
+
+
+@task(positional=["nas"], iterable=["values", "set"], help={
+    **ENGINE_HELP, "nas": "a NAS name, several comma-separated, or all", "json": "print JSON",
+    "timeout": "seconds to wait (60)"})
+@user_errors
+def wait_synced(c, nas, timeout=60, json=False, engine=None, values=None, set=None,
+                data_root=None):
+    """Wait until everything changed on either side before now is on the other side too.
+
+    Exit 0 once every named NAS is in step; 1 at the timeout, naming what is still pending.
+    """
+    names = [] if nas == "all" else [n.strip() for n in nas.split(",") if n.strip()]
+    result = toolkit.wait_synced(toolkit.engine(engine, values, set, data_root), names,
+                                 float(timeout))
+    show(jsonlib.dumps(result) if json else toolkit.wait_report(result))
     if not result["ok"]:
         raise Exit(code=1)
 
@@ -145,7 +184,7 @@ def destroy(c, force=False, engine=None, values=None, set=None, data_root=None):
 @user_errors
 def versions(c, nas, path=None, json=False, engine=None, values=None, set=None, data_root=None):
     """List what the sync agent kept of a NAS's Windows folder before deleting or replacing it."""
-    print(toolkit.versions_report(toolkit.engine(engine, values, set, data_root), nas, path, json))
+    show(toolkit.versions_report(toolkit.engine(engine, values, set, data_root), nas, path, json))
 
 
 @task(**{**ENGINE_ARGS, "help": {**ENGINE_HELP, "nas": "NAS name",

@@ -221,9 +221,10 @@ def bench_latency(args, spaces: Workspaces) -> list[str]:
                     f"{n2w.cell()} | {w2n.cell()} |")
         for interval in args.loops:
             loop = start_rsync_loop(nfs, windows, interval)
+            # A pass of --delete may start just before a write: the next is a whole interval later.
             n2w = latencies(nfs, windows, args.changes, spread=max(args.changes * 0.3, interval * 1.5),
-                            timeout=interval + 30)
-            w2n = latencies(windows, nfs, min(args.changes, 10), spread=5, timeout=interval + 5)
+                            timeout=2 * interval + 30)
+            w2n = latencies(windows, nfs, min(args.changes, 10), spread=5, timeout=2 * interval + 30)
             stop(loop)
             rows.append(f"| {files:,} | research rsync loop, {interval} s | {n2w.cell()} | "
                         f"{w2n.cell()} |")

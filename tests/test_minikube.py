@@ -146,14 +146,14 @@ def test_tasks_without_a_kube_context_fail_with_one_line(tmp_path, task):
     (tmp_path / "share" / "nas-backup" / ".filesim-share").write_text("")
     result = invoke(*task, "--engine", "minikube", "--set", f"windowsRoot={tmp_path / 'share'}",
                     env={"KUBECONFIG": str(empty)})
-    assert result.returncode == 1
+    assert result.returncode == 3  # the machine is not ready (README: exit codes)
     assert result.stderr.strip().count("\n") == 0
     assert "no kube context 'filesim'" in result.stderr and "invoke setup --engine minikube" in result.stderr
 
 
 def test_setup_on_a_machine_without_minikube_lists_each_problem(tmp_path):
     result = invoke("setup", "--engine", "minikube", env={"PATH": str(Path(sys.executable).parent)})
-    assert result.returncode == 1
+    assert result.returncode == 3  # the machine is not ready (README: exit codes)
     lines = result.stderr.strip().splitlines()
     assert lines[0].startswith("minikube is not installed: install it")
     assert lines[1].startswith("kubectl is not installed: install it")
@@ -162,7 +162,7 @@ def test_setup_on_a_machine_without_minikube_lists_each_problem(tmp_path):
 
 def test_check_sync_from_linux_names_where_to_run_it():
     result = invoke("check-sync", "nas-backup", "--engine", "minikube")
-    assert result.returncode == 1
+    assert result.returncode == 3  # the machine is not ready (README: exit codes)
     assert result.stderr.strip() == ("the Windows folder C:\\simulator-data\\nas-backup is on the Windows "
                                      "machine: run this task from PowerShell there")
 
@@ -176,7 +176,7 @@ def test_tasks_with_an_unreachable_cluster_fail_with_one_line(tmp_path):
         "users": [{"name": "filesim", "user": {"token": "x"}}],
     }))
     result = invoke("status", "--engine", "minikube", env={"KUBECONFIG": str(config)})
-    assert result.returncode == 1
+    assert result.returncode == 3  # the machine is not ready (README: exit codes)
     assert result.stderr.strip().count("\n") == 0
     assert "cannot reach the cluster of context 'filesim'" in result.stderr
     assert "minikube start -p filesim" in result.stderr

@@ -16,6 +16,7 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 from harness import temp_files, tree_files, wait_until
 
 CONFLICT = re.compile(r"^(?P<stem>.+)\.conflict-(?P<side>nfs|windows)-\d{8}T\d{6}Z(?P<suffix>.*)$")
@@ -410,3 +411,14 @@ def test_a_filesystem_root_is_recognised_from_mountinfo(tmp_path):
     assert is_filesystem_root(Path("/srv/own fs"), info)
     assert not is_filesystem_root(Path("/srv/bound"), info)
     assert not is_filesystem_root(Path("/srv/elsewhere"), info)
+
+
+@pytest.mark.slow
+def test_an_idle_agent_writes_no_log_line_between_its_summaries(share, nfs_dir, make_agent):
+    (share.backing / "a.txt").write_text("a\n")
+    agent = make_agent().start()  # interval 0.3 s: ~60 passes below
+    wait_until(lambda: (nfs_dir / "a.txt").exists())
+    time.sleep(1)
+    before = len(agent.log_events())
+    time.sleep(20)
+    assert agent.log_events()[before:] == []  # per-pass lines are debug; a summary comes a minute

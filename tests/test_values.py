@@ -137,3 +137,40 @@ def test_the_agent_defaults_are_the_schema_defaults():
         sync["interval"], sync["settle"], sync["maxDelay"], sync["maxDeleteFraction"],
         sync["windowsNames"], sync["hashSweep"]["minutes"], sync["hashSweep"]["mbPerSecond"],
         sync["logLevel"], versions["days"], to_bytes(versions["maxSize"]))
+
+
+EXAMPLE_OVERLAY = Path(__file__).parents[1] / "values" / "examples" / "overlay.yaml"
+
+
+def test_an_overlay_changes_adds_and_removes_nas_servers_by_name():
+    base = values.load([values.DEFAULT_VALUES])
+    merged = values.load([values.DEFAULT_VALUES, EXAMPLE_OVERLAY])
+
+    names = [nas.name for nas in merged.servers]
+    assert names == [n.name for n in base.servers if n.name != "nas-input-3"] + ["nas-output-4"]
+    backup, before = merged.server("nas-backup"), base.server("nas-backup")
+    assert backup.sync.interval == 5 and before.sync.interval != 5
+    assert backup.service == before.service and backup.sync.mode == before.sync.mode
+    assert merged.server("nas-output-4").role == "output"
+
+
+def test_the_issues_one_nas_overlay_needs_nothing_else(tmp_path):
+    mine = tmp_path / "my.yaml"
+    mine.write_text("nasServers: [{name: nas-backup, sync: {interval: 5}}]\n")
+    merged = values.load([values.DEFAULT_VALUES, mine])
+    assert merged.server("nas-backup").sync.interval == 5
+    assert len(merged.servers) == len(values.load([]).servers)
+
+
+def test_set_addresses_a_nas_by_name_and_a_new_name_without_its_fields_is_named():
+    merged = values.load([], ["nasServers[nas-output-2].sync.settle=1.5"])
+    assert merged.server("nas-output-2").sync.settle == 1.5
+    with pytest.raises(values.ValuesError) as caught:
+        values.load([], ["nasServers[nas-output-9].sync.interval=3"])
+    assert any(line.split(": ")[1].startswith("nasServers[7]") for line in caught.value.lines())
+
+
+def test_lists_that_are_not_named_are_still_replaced_whole():
+    merged = values.deep_merge({"a": [1, 2], "n": [{"name": "x", "v": 1}]},
+                               {"a": [3], "n": [{"name": "x", "v": 2}, {"name": "y"}]})
+    assert merged == {"a": [3], "n": [{"name": "x", "v": 2}, {"name": "y"}]}

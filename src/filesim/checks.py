@@ -9,6 +9,8 @@ from typing import Any
 from filesim.engines import Engine, EngineError
 from filesim.sync.status import MARKER, PROBE_PREFIX
 
+CLEANUP_ROUNDS = 3
+CLEANUP_TIMEOUT = 30.0
 SYNCED = {
     "nfs_to_windows": ("bidirectional", "to-windows"),
     "windows_to_nfs": ("bidirectional", "to-nfs"),
@@ -53,21 +55,26 @@ def check_sync(engine: Engine, nas: str, timeout: float = 30.0) -> dict[str, Any
                 "seconds": round(time.monotonic() - started, 2) if arrived else None,
             }
     finally:
-        _clean_up(engine, nas, mode, created, timeout)
+        _clean_up(engine, nas, mode, created)
     ok = all(d["status"] != "failed" for d in directions.values())
     return {"nas": nas, "ok": ok, "directions": directions}
 
 
-def _clean_up(engine: Engine, nas: str, mode: str, names: list[str], timeout: float) -> None:
-    """Remove the check files from both sides, one at a time (deletion guards count files)."""
+def _clean_up(engine: Engine, nas: str, mode: str, names: list[str]) -> None:
+    """Remove the check files from both sides, whatever happened (a timeout included).
+
+    A file may still be on its way when the check gives up: both sides are cleaned, the agent
+    is asked for a barrier (so what it was copying has landed), and both are cleaned again.
+    """
     folder = engine.windows_folder(nas)
-    for name in names:
-        if mode == "to-windows":
-            engine.nfs_remove(nas, name)
-            _wait(lambda n=name: not (folder / n).exists(), timeout)
-        (folder / name).unlink(missing_ok=True)
-        if mode != "to-windows":
-            _wait(lambda n=name: engine.nfs_read(nas, n) is None, timeout)
+    for _ in range(CLEANUP_ROUNDS):
+        for name in names:
+            (folder / name).unlink(missing_ok=True)
+            if mode != "to-nfs" and engine.nfs_read(nas, name) is not None:  # to-nfs: read-only
+                engine.nfs_remove(nas, name)
+        engine.agent_request(nas, "barrier", CLEANUP_TIMEOUT)
+        if all(not (folder / n).exists() and engine.nfs_read(nas, n) is None for n in names):
+            return
 
 
 def probe_windows(engine: Engine, nas: str) -> dict[str, Any]:

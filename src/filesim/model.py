@@ -30,10 +30,19 @@ class Image:
     repository: str
     tag: str
     pull_policy: str
+    #: A registry the cluster pulls the image from ("": the image is loaded into the cluster).
+    pull_from: str = ""
 
     @property
     def reference(self) -> str:
-        """``repository:tag``."""
+        """``repository:tag``, under ``pull_from`` when the cluster pulls from a registry."""
+        if self.pull_from:
+            return f"{self.pull_from.rstrip('/')}/{self.repository.rsplit('/', 1)[-1]}:{self.tag}"
+        return f"{self.repository}:{self.tag}"
+
+    @property
+    def local_reference(self) -> str:
+        """The reference the image is built under on this machine."""
         return f"{self.repository}:{self.tag}"
 
     @classmethod
@@ -42,7 +51,8 @@ class Image:
         def get(key: str, attr: str) -> Any:
             return raw[key] if key in raw else getattr(base, attr)
 
-        return cls(get("repository", "repository"), get("tag", "tag"), get("pullPolicy", "pull_policy"))
+        return cls(get("repository", "repository"), get("tag", "tag"), get("pullPolicy", "pull_policy"),
+                   get("pullFrom", "pull_from"))
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -12,26 +11,29 @@ from typing import Any
 
 from filesim import PROJECT_ROOT, values
 from filesim.engines.base import NasStatus
+from filesim.errors import BadInput
 from filesim.model import Values
 from filesim.run import Runner
 from filesim.sync.status import MARKER
+from filesim.terminal import Reporter, table
 
 DEFAULT_DATA_ROOT = PROJECT_ROOT / "simulator-data"
 
 
-def synth(files: Sequence[str], sets: Sequence[str], target: str, out: str) -> str:
-    """Write the manifests for ``target`` into ``out``; return the summary table."""
+def synth(files: Sequence[str], sets: Sequence[str], target: str, out: str) -> list[Any]:
+    """Write the manifests for ``target`` into ``out``; return what to show (table, summary)."""
     from filesim.manifests import Target
     from filesim.manifests import synth as write
 
+    if target not in {t.value for t in Target}:
+        raise BadInput(f"--target {target!r}: choose one of {', '.join(t.value for t in Target)}")
     resolved = values.load(files, sets)
     kind = Target(target)
     written = write(resolved, kind, Path(out))
-    table = summary(resolved, kind)
-    return f"{table}\nwrote {len(written)} files to {out}/"
+    return [summary(resolved, kind), f"wrote {len(written)} files to {out}/"]
 
 
-def summary(resolved: Values, target: Any) -> str:
+def summary(resolved: Values, target: Any) -> Any:
     """NAS, role, mode, interval and endpoint of every enabled NAS, as a table."""
     rows = [("NAS", "ROLE", "MODE", "INTERVAL", "ENDPOINT")]
     for nas in resolved.servers:
@@ -43,33 +45,29 @@ def summary(resolved: Values, target: Any) -> str:
     return table(rows)
 
 
-def table(rows: Sequence[Sequence[object]]) -> str:
-    """Left-aligned columns separated by two spaces."""
-    widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
-                     for row in rows)
-
-
 def engine(name: str | None, files: Sequence[str], sets: Sequence[str], data_root: str | None,
-           *, dry_run: bool = False, echo: bool = False):
-    """The selected engine for these values."""
-    from filesim.engines import select
+           *, dry_run: bool = False, echo: bool = False, need_data_root: bool = True):
+    """The selected engine for these values; on podman the data root must exist unless told."""
+    from filesim.engines import EngineError, select
 
     root = Path(data_root or os.environ.get("FILESIM_DATA_ROOT") or DEFAULT_DATA_ROOT)
-    return select(name, values.load(files, sets), Runner(dry_run=dry_run, echo=echo),
-                  data_root=root)
+    selected = select(name, values.load(files, sets), Runner(dry_run=dry_run, echo=echo),
+                      data_root=root)
+    if selected.name == "podman" and need_data_root and not root.is_dir():
+        raise EngineError(f"the data root {root} does not exist: run `invoke setup --data-root "
+                          f"{root}` first, or pass the folder that holds your NAS folders")
+    return selected
 
 
-def progress(message: str) -> None:
-    """Progress lines go to stderr so --json output stays clean."""
-    print(message, file=sys.stderr, flush=True)
+#: Progress goes to stderr so --json output stays clean (a bar on a terminal).
+progress = Reporter()
 
 
-def status_report(states: list[NasStatus], as_json: bool, watcher: Any = None) -> str:
-    """``invoke status`` output: a table, or JSON with the agents' full status."""
+def status_report(states: list[NasStatus], as_json: bool, watcher: Any = None) -> list[Any]:
+    """``invoke status`` output: a table (and the watcher's line), or JSON with everything."""
     if as_json:
-        return json.dumps({"servers": [vars(s) for s in states],
-                           "watcher": vars(watcher) if watcher else None}, indent=2, default=str)
+        return [json.dumps({"servers": [vars(s) for s in states],
+                            "watcher": vars(watcher) if watcher else None}, indent=2, default=str)]
     rows = [("NAS", "READY", "MODE", "ENDPOINT", "USED", "LAST PASS", "CHANGES", "PENDING",
              "PROBLEMS", "CONFLICTS", "DETAIL")]
     for s in states:
@@ -83,10 +81,7 @@ def status_report(states: list[NasStatus], as_json: bool, watcher: Any = None) -
         rows.append((s.name, ready, s.mode, s.endpoint, used, age, agent.get("windows_changes", "-"),
                      agent.get("pending", "-"), problems, agent.get("conflicts", "-"),
                      s.problem or s.degraded or ""))
-    lines = [table(rows)]
-    if watcher is not None:
-        lines.append(watcher_line(watcher))
-    return "\n".join(lines)
+    return [table(rows), *([watcher_line(watcher)] if watcher is not None else [])]
 
 
 # -- the host watcher (filesim/watch.py) ----------------------------------------------------
@@ -151,9 +146,9 @@ def watch(engine: Any) -> None:
     root, folders = share_folders(engine)
     missing = [str(f) for f in folders if not (f / MARKER).is_file()]
     if missing:
-        from filesim.errors import UserError
+        from filesim.engines import EngineError
 
-        raise UserError(f"not set up (no {MARKER}): {', '.join(missing)}; run `invoke setup` first")
+        raise EngineError(f"not set up (no {MARKER}): {', '.join(missing)}; run `invoke setup` first")
     if stop_background(root):
         progress("stopped the background watcher: this one takes over")
     watcher = Watcher(folders)
@@ -162,6 +157,46 @@ def watch(engine: Any) -> None:
         watcher.run_until_interrupted()
     finally:
         progress("host watcher stopped: Windows changes are found by polling")
+
+
+def wait_synced(engine: Any, names: Sequence[str], timeout: float) -> dict[str, Any]:
+    """Wait until, on every named NAS (default all), what changed before the call is on both sides.
+
+    Each agent is asked for a barrier (a full pass that starts after the request and leaves
+    nothing pending), all at once. A NAS whose agent does not answer reports what differs,
+    found by a one-shot look at its export and folder.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    targets = list(names) or [nas.name for nas in engine.servers()]
+    for name in targets:
+        engine.server(name)  # an unknown name is bad input, before any waiting
+    started = time.monotonic()
+    with ThreadPoolExecutor(max_workers=len(targets)) as pool:
+        answers = list(pool.map(lambda n: engine.agent_request(n, "barrier", timeout), targets))
+    servers = {}
+    for name, answer in zip(targets, answers, strict=True):
+        if answer is None:
+            answer = {"ok": False, "error": "its sync agent did not answer (see `invoke status`)",
+                      "pending": engine.unsynced(name)}
+        servers[name] = {"ok": bool(answer.get("ok")), "pending": answer.get("pending", []),
+                         "error": answer.get("error")}
+    return {"ok": all(s["ok"] for s in servers.values()), "servers": servers,
+            "seconds": round(time.monotonic() - started, 2)}
+
+
+def wait_report(result: dict[str, Any]) -> str:
+    """Human-readable wait-synced result: one line per NAS."""
+    lines = []
+    for name, server in result["servers"].items():
+        if server["ok"]:
+            lines.append(f"{name}: in step")
+            continue
+        pending = server["pending"]
+        shown = ", ".join(pending[:5]) + (f" and {len(pending) - 5} more" if len(pending) > 5 else "")
+        why = server["error"] or "not in step"
+        lines.append(f"{name}: {why}" + (f"; pending: {shown}" if pending else ""))
+    return "\n".join(lines)
 
 
 def check_report(result: dict[str, Any]) -> str:
@@ -173,7 +208,7 @@ def check_report(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def versions_report(engine: Any, nas: str, path: str | None, as_json: bool) -> str:
+def versions_report(engine: Any, nas: str, path: str | None, as_json: bool) -> Any:
     """``invoke versions``: what the agent kept of a NAS's Windows folder."""
     from filesim.sync.versions import Versions
 
@@ -192,7 +227,7 @@ def restore(engine: Any, nas: str, path: str, at: str | None, timeout: float) ->
     """``invoke restore``: put a kept version back in the Windows folder, wait until NFS has it."""
     from datetime import UTC, datetime
 
-    from filesim.errors import UserError
+    from filesim.errors import BadInput
     from filesim.sync.versions import Versions
 
     when = None
@@ -200,13 +235,13 @@ def restore(engine: Any, nas: str, path: str, at: str | None, timeout: float) ->
         try:
             moment = datetime.fromisoformat(at)
         except ValueError:
-            raise UserError(f"--at {at!r} is not a time; write e.g. 2026-11-30T07:15:00 (UTC)",
+            raise BadInput(f"--at {at!r} is not a time; write e.g. 2026-11-30T07:15:00 (UTC)",
                             ) from None
         when = (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
     try:
         version = Versions(engine.windows_folder(nas)).restore(path, when)
     except LookupError:
-        raise UserError(f"{nas} keeps no version of {path!r}" + (f" from before {at}" if at else "")
+        raise BadInput(f"{nas} keeps no version of {path!r}" + (f" from before {at}" if at else "")
                         + f"; `invoke versions {nas}` lists what is kept") from None
     answer = engine.agent_request(nas, "barrier", timeout) or {"ok": False}
     return {"nas": nas, "path": version.path, "restored": version.stamp, "ok": bool(answer.get("ok")),

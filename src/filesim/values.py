@@ -20,7 +20,7 @@ import jsonschema
 import yaml
 
 from filesim import PROJECT_ROOT
-from filesim.errors import UserError
+from filesim.errors import BadInput
 from filesim.model import Values, build
 
 SCHEMA_PATH = PROJECT_ROOT / "schemas" / "values.schema.json"
@@ -28,7 +28,8 @@ DEFAULT_VALUES = PROJECT_ROOT / "values" / "default.yaml"
 
 DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 QUANTITY = re.compile(r"^[+]?(\d+(\.\d*)?|\.\d+)(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei|[eE][+-]?\d+)?$")
-SET_TOKEN = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
+#: ``key``, ``[0]`` (a position) or ``[nas-backup]`` (the entry of that name).
+SET_TOKEN = re.compile(r"([^.\[\]]+)|\[([^\[\]]+)\]")
 
 
 @dataclass(frozen=True)
@@ -43,10 +44,8 @@ class Problem:
         return f"{self.path}: {self.what}; {self.fix}"
 
 
-class ValuesError(UserError):
+class ValuesError(BadInput):
     """The values are invalid; ``problems`` lists every problem found."""
-
-    exit_code = 2
 
     def __init__(self, source: str, problems: Sequence[Problem]):
         self.source = source
@@ -139,20 +138,42 @@ def read_yaml(path: Path) -> dict[str, Any]:
 
 
 def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    """Merge mappings recursively; the override wins and replaces lists whole (as Helm does)."""
+    """Merge mappings recursively; the override wins.
+
+    Lists of named mappings (``nasServers``) merge by ``name``, as Kubernetes' strategic merge
+    does: an entry naming a known NAS changes its fields, a new name adds one (``enabled:
+    false`` turns one off). Other lists are replaced whole, as Helm does.
+    """
     result = dict(base)
     for key, value in override.items():
         if isinstance(value, dict) and isinstance(result.get(key), dict):
             result[key] = deep_merge(result[key], value)
+        elif _named(value) and _named(result.get(key)):
+            merged = [copy.deepcopy(item) for item in result[key]]
+            position = {item["name"]: i for i, item in enumerate(merged)}
+            for item in value:
+                if item["name"] in position:
+                    merged[position[item["name"]]] = deep_merge(merged[position[item["name"]]], item)
+                else:
+                    position[item["name"]] = len(merged)
+                    merged.append(copy.deepcopy(item))
+            result[key] = merged
         else:
             result[key] = copy.deepcopy(value)
     return result
 
 
+def _named(value: Any) -> bool:
+    """A non-empty list of mappings that all carry a string ``name``."""
+    return (isinstance(value, list) and bool(value)
+            and all(isinstance(i, dict) and isinstance(i.get("name"), str) for i in value))
+
+
 def apply_set(values: dict[str, Any], assignment: str) -> None:
     """Apply one Helm-style ``a.b[0].c=value`` override in place (value parsed as YAML)."""
     key, sep, text = assignment.partition("=")
-    tokens = [(name, int(index) if index else None) for name, index in SET_TOKEN.findall(key)]
+    tokens = [(name, (int(index) if index.isdigit() else index) if index else None)
+              for name, index in SET_TOKEN.findall(key)]
     if not sep or not tokens or "".join(_render(tokens)) != key:
         raise ValuesError(
             "--set",
@@ -163,6 +184,13 @@ def apply_set(values: dict[str, Any], assignment: str) -> None:
     node: Any = values
     for position, (name, index) in enumerate(tokens):
         last = position == len(tokens) - 1
+        if isinstance(index, str):  # [name]: the entry of that name, added if there is none
+            if not isinstance(node, list):
+                _bad_set(assignment)
+            found = [i for i, item in enumerate(node) if isinstance(item, dict) and item.get("name") == index]
+            if not found:
+                node.append({"name": index})
+            index = found[0] if found else len(node) - 1
         key: Any = index if index is not None else name
         if index is None and not isinstance(node, dict):
             _bad_set(assignment)
@@ -183,7 +211,7 @@ def apply_set(values: dict[str, Any], assignment: str) -> None:
         node = node[key]
 
 
-def _render(tokens: list[tuple[str, int | None]]) -> list[str]:
+def _render(tokens: list[tuple[str, int | str | None]]) -> list[str]:
     out = []
     for name, index in tokens:
         out.append(f"[{index}]" if index is not None else ("." if out else "") + name)

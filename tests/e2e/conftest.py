@@ -51,7 +51,7 @@ def testers_deployment(tmp_path_factory):
         started.setup(print)
         started.apply(print)
         started.wait_ready(180, print)
-    engine = started or toolkit.engine("podman", [], [], None)
+    engine = started or toolkit.engine("podman", [], [], None, need_data_root=False)
     before = podman_pods("filesim")
     yield engine, before
     if started is not None:

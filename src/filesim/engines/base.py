@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import json
 import subprocess
 import time
 from collections.abc import Callable
@@ -10,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from filesim.errors import UserError
+from filesim.errors import BadInput, UserError
 from filesim.model import Nas, Values
 from filesim.run import Runner
 from filesim.sync.status import MARKER, marker_text
@@ -112,7 +113,7 @@ class Engine(abc.ABC):
         nas = self.values.server(name)
         if nas is None:
             names = ", ".join(n.name for n in self.servers())
-            raise EngineError(f"no enabled NAS named {name!r}; choose one of: {names}")
+            raise BadInput(f"no enabled NAS named {name!r}; choose one of: {names}")
         return nas
 
     @abc.abstractmethod
@@ -246,8 +247,32 @@ class Engine(abc.ABC):
         """The status the stopped agent left in its state folder."""
 
     @abc.abstractmethod
+    def one_shot(self, nas: str, *flags: str) -> tuple[int, str]:
+        """Run the NAS's agent once with ``flags`` on its kept export and state; (code, output).
+
+        Only while the NAS's own agent is stopped (a flush after it, a look at what it missed).
+        """
+
     def flush_once(self, nas: str) -> tuple[bool, str]:
         """Run the agent once with --flush on the export; (clean, why not)."""
+        code, output = self.one_shot(nas, "--flush")
+        if code == 0:
+            return True, ""
+        status = self.final_status(nas) or {}
+        problems = [f"{p['path']}: {p['reason']}" for p in status.get("problems", [])
+                    if p.get("blocks", True)][:3]
+        if problems:
+            return False, "; ".join(problems)
+        tail = output.strip().splitlines()
+        return False, tail[-1] if tail else "the one-shot flush failed"
+
+    def unsynced(self, nas: str) -> list[str]:
+        """Paths differing from the agreed state on either side, found while no agent runs."""
+        code, output = self.one_shot(nas, "--unsynced")
+        try:
+            return json.loads(output.strip().splitlines()[-1])["unsynced"]
+        except (ValueError, IndexError, KeyError, TypeError):
+            return [f"(could not look: exit {code})"]
 
     @abc.abstractmethod
     def remove_export(self, nas: str) -> None:

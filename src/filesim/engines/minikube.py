@@ -514,8 +514,8 @@ class MinikubeEngine(Engine):
         except ValueError:
             return None
 
-    def flush_once(self, nas: str) -> tuple[bool, str]:
-        """A pod of the same image runs the agent once with --flush on the kept export."""
+    def one_shot(self, nas: str, *flags: str) -> tuple[int, str]:
+        """A pod of the same image runs the agent once with ``flags`` on the kept export."""
         from filesim.manifests.props import NasProps, Target
 
         known = self.values.server(nas)
@@ -526,12 +526,12 @@ class MinikubeEngine(Engine):
             if known else ["filesim-sync", "--nfs", EXPORT_DIR, "--windows",
                            f"{WINDOWS_ROOT_DIR}/{nas}", "--state", STATE_DIR, "--mode", mode]
         folder = self._node_dir(nas)
-        name = f"{self.values.object_name(nas)}-flush"
+        name = f"{self.values.object_name(nas)}-once"
         body = {"apiVersion": "v1", "kind": "Pod",
                 "metadata": {"name": name, "namespace": self.namespace,
                              "labels": {"app.kubernetes.io/part-of": "filesim"}},
                 "spec": {"restartPolicy": "Never", "containers": [{
-                    "name": "flush", "image": self.image_ref, "args": [*args, "--flush"],
+                    "name": "once", "image": self.image_ref, "args": [*args, *flags],
                     "imagePullPolicy": self.values.image.pull_policy,
                     "volumeMounts": [{"name": "windows", "mountPath": WINDOWS_ROOT_DIR},
                                      {"name": "export", "mountPath": EXPORT_DIR},
@@ -549,12 +549,10 @@ class MinikubeEngine(Engine):
         while phase not in ("Succeeded", "Failed") and time.monotonic() < deadline:
             time.sleep(self.poll_seconds)
             phase = self._call(core.read_namespaced_pod, name, self.namespace).status.phase
-        log = self._tail({"metadata": {"name": name}}, "flush", previous=False)
+        log = self._tail({"metadata": {"name": name}}, "once", previous=False)
         with contextlib.suppress(Exception):
             dynamic.delete(resource, name=name, namespace=self.namespace)
-        if phase == "Succeeded":
-            return True, ""
-        return False, " | ".join(log.strip().splitlines()[-2:]) or f"the one-shot flush is {phase}"
+        return (0 if phase == "Succeeded" else 1), log or f"the one-shot agent is {phase}"
 
     def remove_export(self, nas: str) -> None:
         self._export_fs("remove", nas)

@@ -67,6 +67,11 @@ class PodmanEngine(Engine):
     name = "podman"
     poll_seconds = 0.25
 
+    @property
+    def image_ref(self) -> str:
+        """Built on this machine: never pulled from ``image.pullFrom``."""
+        return self.values.image.local_reference
+
     def __init__(self, values: Values, runner: Runner, data_root: Path):
         super().__init__(values, podman_runner(runner))
         self.data_root = data_root.resolve()
@@ -105,8 +110,11 @@ class PodmanEngine(Engine):
                 raise EngineError(f"{gone} was left out of the values but its export is kept: "
                                   f"{retired.why}; fix that, or `invoke destroy --force`")
         files = synth(self.values, Target.PODMAN, self.manifests_dir, node_root=str(self.data_root))
+        # The image's id too: a rebuilt image (same tag, a new agent) must reach running pods.
+        image = self.run(["podman", "image", "inspect", "--format", "{{.Id}}", self.image_ref],
+                         check=False, reads_only=True).stdout.strip()
         for nas, path in zip(self.servers(), files, strict=True):
-            spec = _label_with_spec(path)
+            spec = _label_with_spec(path, image)
             pod = pods.get(self.pod_name(nas.name))
             if pod is not None and (pod.get("Labels") or {}).get(SPEC_LABEL) == spec \
                     and self._all_running(pod):
@@ -270,24 +278,15 @@ class PodmanEngine(Engine):
     def final_status(self, nas: str) -> dict[str, Any] | None:
         return read_status(Path(self._node_dir(nas), "state"))
 
-    def flush_once(self, nas: str) -> tuple[bool, str]:
+    def one_shot(self, nas: str, *flags: str) -> tuple[int, str]:
         folder = self._node_dir(nas)
         if not Path(folder, "export").is_dir():
-            return True, ""  # nothing was ever exported
-        args = self._sync_args(nas)
+            return 0, '{"unsynced": []}'  # nothing was ever exported
         result = self.run(["podman", "run", "--rm", "--network", "none",
                            "-v", f"{self.data_root}:{WINDOWS_ROOT_DIR}",
                            "-v", f"{folder}/export:{EXPORT_DIR}", "-v", f"{folder}/state:{STATE_DIR}",
-                           self.image_ref, *args, "--flush"], check=False)
-        if result.returncode == 0:
-            return True, ""
-        status = read_status(Path(folder, "state")) or {}
-        problems = [f"{p['path']}: {p['reason']}" for p in status.get("problems", [])
-                    if p.get("blocks", True)][:3]
-        if problems:
-            return False, "; ".join(problems)
-        tail = (result.stdout or "").strip().splitlines()
-        return False, tail[-1] if tail else "the one-shot flush failed"
+                           self.image_ref, *self._sync_args(nas), *flags], check=False)
+        return result.returncode, result.stdout or ""
 
     def _sync_args(self, nas: str) -> list[str]:
         """The agent's command line for a NAS (a removed one: the mode its agent last ran)."""
@@ -316,12 +315,12 @@ def _volume_names(nas: str) -> set[str]:
     return {volume_name(nas, suffix) for suffix in EMPTY_DIRS} | {ganesha_config_name(nas)}
 
 
-def _label_with_spec(path: Path) -> str:
-    """Label the pod template of a NAS's manifest with the manifest's hash; return the hash."""
+def _label_with_spec(path: Path, image_id: str) -> str:
+    """Label the pod template of a NAS's manifest with the hash of it and its image; return it."""
     import yaml
 
     text = path.read_text()
-    spec = hashlib.sha256(text.encode()).hexdigest()[:16]
+    spec = hashlib.sha256(f"{image_id}\n{text}".encode()).hexdigest()[:16]
     objects = list(yaml.safe_load_all(text))
     for obj in objects:
         if obj["kind"] == "Deployment":

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from filesim.errors import UserError
+from filesim.errors import BadInput, UserError
 
 if shutil.which("node") is None:
     raise UserError("Node.js is not installed, and cdk8s runs on it: install it (Debian/Ubuntu: "
@@ -33,7 +33,7 @@ DISCOVERY_NAME = "filesim-nas-discovery"
 OUT_MARKER = ".filesim-manifests"
 
 
-class SynthError(UserError):
+class SynthError(BadInput):
     """The manifests cannot be written (e.g. the output folder is not filesim's)."""
 
 

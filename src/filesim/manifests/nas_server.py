@@ -111,7 +111,7 @@ class NasServer(Construct):
                          period_seconds=2, failure_threshold=15)
         return k8s.Container(
             name="rpcbind",
-            image=props.image.reference,
+            image=props.reference(props.image),
             image_pull_policy=props.image.pull_policy,
             args=["rpcbind", "-f", "-w"],
             restart_policy="Always",
@@ -130,7 +130,7 @@ class NasServer(Construct):
         )
         return k8s.Container(
             name=name,
-            image=nas.sidecar_image.reference,
+            image=props.reference(nas.sidecar_image),
             image_pull_policy=nas.sidecar_image.pull_policy,
             args=props.sync_args(once=once),
             restart_policy="Always" if native_sidecar else None,
@@ -157,7 +157,7 @@ class NasServer(Construct):
                                            protocol="TCP"))
         return k8s.Container(
             name="nfs",
-            image=props.image.reference,
+            image=props.reference(props.image),
             image_pull_policy=props.image.pull_policy,
             args=["ganesha.nfsd", "-F", "-L", "/dev/stdout", "-f",
                      f"{GANESHA_CONF_DIR}/ganesha.conf", "-p", f"{ganesha.RUN_DIR}/ganesha.pid"],

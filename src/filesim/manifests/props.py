@@ -66,6 +66,7 @@ class TargetTraits:
         probes: podman turns probes into systemd timers, which need systemd.
         namespaced: objects carry a namespace.
         cluster_objects: Services, PersistentVolumes/Claims and the discovery ConfigMap.
+        local_image: the image is built on this machine (never pulled from ``image.pullFrom``).
     """
 
     native_sidecars: bool
@@ -75,15 +76,16 @@ class TargetTraits:
     probes: bool
     namespaced: bool
     cluster_objects: bool
+    local_image: bool
 
 
 TRAITS = {
     Target.KUBERNETES: TargetTraits(native_sidecars=True, pod_restart_policy="Always",
                                     host_network=None, bind_address=None, probes=True,
-                                    namespaced=True, cluster_objects=True),
+                                    namespaced=True, cluster_objects=True, local_image=False),
     Target.PODMAN: TargetTraits(native_sidecars=False, pod_restart_policy="OnFailure",
                                 host_network=True, bind_address="127.0.0.1", probes=False,
-                                namespaced=False, cluster_objects=False),
+                                namespaced=False, cluster_objects=False, local_image=True),
 }
 
 
@@ -124,6 +126,10 @@ class NasProps:
     def traits(self) -> TargetTraits:
         """What the target differs in."""
         return self.target.traits
+
+    def reference(self, image: Image) -> str:
+        """What a container of this target names ``image`` by."""
+        return image.local_reference if self.traits.local_image else image.reference
 
     @property
     def nfs_port(self) -> int:

@@ -256,6 +256,13 @@ class Agent:
                                       "seconds": self.last_full_pass_seconds,
                                       "nfs_rescan": nfs_rescan})
 
+    def unsynced(self) -> list[str]:
+        """Paths that differ from the agreed state on either side; nothing is changed."""
+        nfs, windows = self._poll(self.nfs), self._poll(self.windows)
+        paths = nfs.changed.keys() | nfs.deleted | {
+            self.reconciler.nfs_path(w) for w in windows.changed.keys() | windows.deleted}
+        return sorted(display(p) for p in paths)
+
     def _poll(self, tree: Tree) -> Poll:
         """What differs on one side from the agreed state (the time it took is kept)."""
         started = time.monotonic()

@@ -79,6 +79,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--flush", action="store_true",
                    help="copy everything pending now (settle ignored), then exit: 0 if nothing is "
                         "left on one side only")
+    p.add_argument("--unsynced", action="store_true",
+                   help="print as JSON the paths that differ from the agreed state on either side "
+                        "and do nothing else (what a stopped agent left unsynced)")
     p.add_argument("--health", action="store_true",
                    help="only check the running agent's status.json; exit 0 if healthy")
     p.add_argument("--request", choices=protocol.REQUEST_KINDS,
@@ -128,6 +131,10 @@ def main(argv: list[str] | None = None) -> int:
         args.versions_max_bytes, args.hash_sweep_minutes, args.hash_sweep_mb_per_second,
         args.log_level)
     agent = Agent(settings, log)
+    if args.unsynced:
+        print(json.dumps({"unsynced": agent.unsynced()}))
+        agent.state.close()
+        return EXIT_OK
     agent.prepare()
     log.info("start", extra={"mode": args.mode, "interval": args.interval, "settle": args.settle,
                              "once": args.once, "flush": args.flush, "tracked": len(agent.state),
