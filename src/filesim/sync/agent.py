@@ -118,14 +118,13 @@ class Agent:
 
     def run_once(self, timeout: float = 600.0) -> bool:
         """Seed: full passes until nothing is left to settle; True if fully in agreement."""
-        self.reconciler.seeding = True
+        self.reconciler.start_seeding()
         return self._settle_all(timeout)
 
     def flush_once(self, timeout: float = 60.0) -> bool:
         """Copy everything pending now (settle ignored); True if nothing is left on one side only."""
-        self.reconciler.flushing = True
-        self.reconciler.settle = 0.0
-        return self._settle_all(timeout) and not self.problems.unsynced()
+        with self.reconciler.flushing_now():
+            return self._settle_all(timeout) and not self.problems.unsynced()
 
     def _settle_all(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
@@ -210,20 +209,19 @@ class Agent:
     def _flush(self) -> None:
         """On stop: copy what is pending within the flush budget (a sidecar is killed soon after)."""
         deadline = time.monotonic() + FLUSH_BUDGET
-        self.reconciler.flushing = True
-        self.reconciler.settle = 0.0
-        pending = self._drain() | self.reconciler.pending_paths()
-        if pending:
-            self.sync_paths(pending)
-        if time.monotonic() < deadline:
-            # The export may go away with the pod: catch what events missed (local, cheap).
-            try:
-                missed = self._poll(self.nfs)
-                pending = missed.changed.keys() | missed.deleted
-            except SideUnavailable:
-                pending = set()
+        with self.reconciler.flushing_now():
+            pending = self._drain() | self.reconciler.pending_paths()
             if pending:
                 self.sync_paths(pending)
+            if time.monotonic() < deadline:
+                # The export may go away with the pod: catch what events missed (local, cheap).
+                try:
+                    missed = self._poll(self.nfs)
+                    pending = missed.changed.keys() | missed.deleted
+                except SideUnavailable:
+                    pending = set()
+                if pending:
+                    self.sync_paths(pending)
         self.log.info("stopped", extra={"pending": len(self.reconciler.pending_paths()),
                                         "unsynced": len(self.problems.unsynced())})
 
@@ -292,9 +290,8 @@ class Agent:
             return
         try:
             self.reconciler.reconcile(self.reconciler.observe(nfs_paths, win_paths))
-            if self.reconciler.links_changed:
+            if self.reconciler.take_links_changed():
                 # Writing through one name of a hard-linked file raises no event for the others.
-                self.reconciler.links_changed = False
                 missed = self._poll(self.nfs)
                 if missed.changed or missed.deleted:
                     self.reconciler.reconcile(self.reconciler.observe(
@@ -395,16 +392,12 @@ class Agent:
         return wanted
 
     def _flush_request(self) -> dict[str, Any]:
-        settle = self.reconciler.settle
-        self.reconciler.flushing, self.reconciler.settle = True, 0.0
-        try:
+        with self.reconciler.flushing_now():
             self.sync_paths(self._drain())
             for _ in range(5):
                 self.full_pass(nfs_rescan=True)
                 if not self.reconciler.pending_paths():
                     break
-        finally:
-            self.reconciler.flushing, self.reconciler.settle = False, settle
         unsynced = [p.as_dict() for p in self.problems.unsynced()]
         pending = sorted(display(p) for p in self.reconciler.pending_paths())
         return {"ok": not pending and not unsynced and self.share_ok, "pending": pending,

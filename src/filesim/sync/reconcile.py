@@ -11,7 +11,8 @@ from __future__ import annotations
 import errno
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import PurePosixPath
@@ -225,6 +226,27 @@ class Reconciler:
         # "racy" (as in git's index) and verified by content until a later second has passed.
         now = time.time()
         self.racy: set[str] = set(state.recent_on_windows(int((now - RACY_SECONDS) * 1e9)))
+
+    # -- modes -------------------------------------------------------------------------------
+
+    def start_seeding(self) -> None:
+        """The seed: a file only on Windows goes to NFS even on an output NAS (never agreed yet)."""
+        self.seeding = True
+
+    @contextmanager
+    def flushing_now(self) -> Iterator[None]:
+        """Within: copy what is pending at once (no settle wait) and retry problems now."""
+        saved = self.flushing, self.settle
+        self.flushing, self.settle = True, 0.0
+        try:
+            yield
+        finally:
+            self.flushing, self.settle = saved
+
+    def take_links_changed(self) -> bool:
+        """Whether a hard-linked file was copied since the last call (its other names changed)."""
+        changed, self.links_changed = self.links_changed, False
+        return changed
 
     # -- names -------------------------------------------------------------------------------
 
