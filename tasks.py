@@ -9,6 +9,7 @@ import os
 from invoke import Exit, task
 
 from filesim import toolkit
+from filesim.engines import ENGINES
 from filesim.errors import EXIT_INTERNAL, UserError
 from filesim.terminal import show
 
@@ -18,8 +19,11 @@ VALUES_HELP = {
 }
 ENGINE_HELP = {
     **VALUES_HELP,
-    "engine": "auto | podman | minikube (default: $FILESIM_ENGINE, else auto)",
-    "data_root": "podman: the folder that plays C:\\simulator-data (default ./simulator-data)",
+    "engine": f"auto | {' | '.join(ENGINES)} (default: $FILESIM_ENGINE, else auto)",
+    "context": "kube context of the kubernetes/minikube engine (default: $FILESIM_KUBE_CONTEXT, "
+               "else the current one; minikube: its profile)",
+    "data_root": "the folder holding one folder per NAS (values windowsRoot; podman's default "
+                 "./simulator-data; $FILESIM_DATA_ROOT)",
 }
 ENGINE_ARGS = {"iterable": ["values", "set"], "help": ENGINE_HELP}
 
@@ -67,17 +71,17 @@ def synth(c, values=None, set=None, target="kubernetes", out="manifests"):
 
 @task(**{**ENGINE_ARGS, "help": {**ENGINE_HELP, "dry_run": "print the commands, run nothing"}})
 @user_errors
-def setup(c, engine=None, values=None, set=None, data_root=None, dry_run=False):
-    """Prepare this machine: NAS image, one Windows-side folder per NAS with its marker."""
-    toolkit.engine(engine, values, set, data_root, dry_run=dry_run,
+def setup(c, engine=None, values=None, set=None, data_root=None, context=None, dry_run=False):
+    """Prepare an engine (podman, minikube or kubernetes): NAS image, one folder per NAS."""
+    toolkit.engine(engine, values, set, data_root, context, dry_run=dry_run,
                    need_data_root=False).setup(toolkit.progress)
 
 
 @task(**{**ENGINE_ARGS, "help": {**ENGINE_HELP, "timeout": "seconds to wait for ready (120)"}})
 @user_errors
-def deploy(c, engine=None, values=None, set=None, data_root=None, timeout=120):
+def deploy(c, engine=None, values=None, set=None, data_root=None, context=None, timeout=120):
     """Start (or replace) every NAS and wait until all serve NFS and sync."""
-    eng = toolkit.engine(engine, values, set, data_root)
+    eng = toolkit.engine(engine, values, set, data_root, context)
     eng.apply(toolkit.progress)
     eng.wait_ready(float(timeout), toolkit.progress)
     toolkit.start_watcher(eng)
@@ -86,9 +90,9 @@ def deploy(c, engine=None, values=None, set=None, data_root=None, timeout=120):
 
 @task(**{**ENGINE_ARGS, "help": {**ENGINE_HELP, "json": "print JSON"}})
 @user_errors
-def status(c, engine=None, values=None, set=None, data_root=None, json=False):
+def status(c, engine=None, values=None, set=None, data_root=None, context=None, json=False):
     """Show every NAS: ready, endpoint, mode, last pass, pending, conflicts, errors."""
-    eng = toolkit.engine(engine, values, set, data_root)
+    eng = toolkit.engine(engine, values, set, data_root, context)
     states = eng.status()
     show(*toolkit.status_report(states, as_json=json, watcher=toolkit.watcher_info(eng)))
     if not all(s.ready for s in states):
@@ -100,23 +104,23 @@ def status(c, engine=None, values=None, set=None, data_root=None, json=False):
                                  "follow": "keep printing new lines"}})
 @user_errors
 def logs(c, nas, container="sync", follow=False, engine=None, values=None, set=None,
-         data_root=None):
+         data_root=None, context=None):
     """Print a NAS container's log (the sync sidecar's by default)."""
     if container not in ("sync", "nfs", "init"):
         raise Exit(f"--container {container!r}: use sync, nfs or init", code=2)
-    toolkit.engine(engine, values, set, data_root).logs(nas, container, follow)
+    toolkit.engine(engine, values, set, data_root, context).logs(nas, container, follow)
 
 
 @task(**{**ENGINE_ARGS, "help": {**ENGINE_HELP,
                                  "background": "start it in the background (as deploy does) and return",
                                  "stop": "stop the background watcher"}})
 @user_errors
-def watch(c, background=False, stop=False, engine=None, values=None, set=None, data_root=None):
+def watch(c, background=False, stop=False, engine=None, values=None, set=None, data_root=None, context=None):
     """Send Windows-side changes to the sync agents as they happen, until Ctrl-C.
 
     `invoke deploy` starts the same watcher in the background; without one, each agent polls.
     """
-    eng = toolkit.engine(engine, values, set, data_root)
+    eng = toolkit.engine(engine, values, set, data_root, context)
     if stop:
         toolkit.stop_watcher(eng)
     elif background:
@@ -127,11 +131,11 @@ def watch(c, background=False, stop=False, engine=None, values=None, set=None, d
 
 @task(**{**ENGINE_ARGS, "help": {**ENGINE_HELP, "nas": "NAS name"}})
 @user_errors
-def probe_windows(c, nas, engine=None, values=None, set=None, data_root=None):
+def probe_windows(c, nas, engine=None, values=None, set=None, data_root=None, context=None):
     """Show a NAS's Windows, node and container paths and prove they are one folder."""
     from filesim.checks import probe_windows as probe
 
-    result = probe(toolkit.engine(engine, values, set, data_root), nas)
+    result = probe(toolkit.engine(engine, values, set, data_root, context), nas)
     for key in ("windows", "node", "container"):
         print(f"{key:9}  {result[key]}")
     print("live: a probe file written on the Windows side was read in the sync container")
@@ -141,11 +145,11 @@ def probe_windows(c, nas, engine=None, values=None, set=None, data_root=None):
                                  "timeout": "seconds to wait per direction (30)"}})
 @user_errors
 def check_sync(c, nas, json=False, timeout=30, engine=None, values=None, set=None,
-               data_root=None):
+               data_root=None, context=None):
     """Write a file on each side of a NAS and wait for it on the other."""
     from filesim.checks import check_sync as check
 
-    result = check(toolkit.engine(engine, values, set, data_root), nas, float(timeout))
+    result = check(toolkit.engine(engine, values, set, data_root, context), nas, float(timeout))
     show(jsonlib.dumps(result) if json else toolkit.check_report(result))
     if not result["ok"]:
         raise Exit(code=1)
@@ -156,13 +160,13 @@ def check_sync(c, nas, json=False, timeout=30, engine=None, values=None, set=Non
     "timeout": "seconds to wait (60)"})
 @user_errors
 def wait_synced(c, nas, timeout=60, json=False, engine=None, values=None, set=None,
-                data_root=None):
+                data_root=None, context=None):
     """Wait until everything changed on either side before now is on the other side too.
 
     Exit 0 once every named NAS is in step; 1 at the timeout, naming what is still pending.
     """
     names = [] if nas == "all" else [n.strip() for n in nas.split(",") if n.strip()]
-    result = toolkit.wait_synced(toolkit.engine(engine, values, set, data_root), names,
+    result = toolkit.wait_synced(toolkit.engine(engine, values, set, data_root, context), names,
                                  float(timeout))
     show(jsonlib.dumps(result) if json else toolkit.wait_report(result))
     if not result["ok"]:
@@ -172,9 +176,9 @@ def wait_synced(c, nas, timeout=60, json=False, engine=None, values=None, set=No
 @task(**{**ENGINE_ARGS, "help": {**ENGINE_HELP, "force": "remove exports even where changes could "
                                  "not reach the Windows folder (they are lost)"}})
 @user_errors
-def destroy(c, force=False, engine=None, values=None, set=None, data_root=None):
+def destroy(c, force=False, engine=None, values=None, set=None, data_root=None, context=None):
     """Stop and remove every NAS; an export goes only once all of it reached the Windows side."""
-    eng = toolkit.engine(engine, values, set, data_root)
+    eng = toolkit.engine(engine, values, set, data_root, context)
     eng.destroy(toolkit.progress, force=force)
     toolkit.stop_watcher(eng)
 
@@ -182,9 +186,9 @@ def destroy(c, force=False, engine=None, values=None, set=None, data_root=None):
 @task(**{**ENGINE_ARGS, "help": {**ENGINE_HELP, "nas": "NAS name", "path": "only this path's versions",
                                  "json": "print JSON"}})
 @user_errors
-def versions(c, nas, path=None, json=False, engine=None, values=None, set=None, data_root=None):
+def versions(c, nas, path=None, json=False, engine=None, values=None, set=None, data_root=None, context=None):
     """List what the sync agent kept of a NAS's Windows folder before deleting or replacing it."""
-    show(toolkit.versions_report(toolkit.engine(engine, values, set, data_root), nas, path, json))
+    show(toolkit.versions_report(toolkit.engine(engine, values, set, data_root, context), nas, path, json))
 
 
 @task(**{**ENGINE_ARGS, "help": {**ENGINE_HELP, "nas": "NAS name",
@@ -194,9 +198,9 @@ def versions(c, nas, path=None, json=False, engine=None, values=None, set=None, 
                                  "json": "print JSON", "timeout": "seconds to wait for NFS (60)"}})
 @user_errors
 def restore(c, nas, path, at=None, json=False, timeout=60, engine=None, values=None, set=None,
-            data_root=None):
+            data_root=None, context=None):
     """Put a kept version back in the Windows folder and wait until it is on NFS too."""
-    result = toolkit.restore(toolkit.engine(engine, values, set, data_root), nas, path, at,
+    result = toolkit.restore(toolkit.engine(engine, values, set, data_root, context), nas, path, at,
                              float(timeout))
     print(jsonlib.dumps(result) if json else
           f"{nas}: restored {result['path']} as kept at {result['restored']} UTC; "
@@ -207,9 +211,9 @@ def restore(c, nas, path, at=None, json=False, timeout=60, engine=None, values=N
 
 @task(**{**ENGINE_ARGS, "help": {**ENGINE_HELP, "nas": "NAS name"}})
 @user_errors
-def release(c, nas, engine=None, values=None, set=None, data_root=None):
+def release(c, nas, engine=None, values=None, set=None, data_root=None, context=None):
     """Let the deletions a NAS's mass-deletion guard holds go through."""
-    answer = toolkit.engine(engine, values, set, data_root).agent_request(nas, "release", 30)
+    answer = toolkit.engine(engine, values, set, data_root, context).agent_request(nas, "release", 30)
     if not answer or not answer.get("ok"):
         raise Exit(f"{nas}: the sync agent did not answer; `invoke status` and `invoke logs {nas}`",
                    code=1)

@@ -22,8 +22,11 @@ from kubernetes.config.config_exception import ConfigException
 
 from filesim import PROJECT_ROOT, values
 from filesim.engines import minikube
-from filesim.engines.minikube import MinikubeEngine, diagnose, explain, preflight
+from filesim.engines.kubernetes import diagnose, explain
+from filesim.engines.minikube import MinikubeEngine, preflight
 from filesim.run import Runner
+
+FIXES = minikube.fixes("filesim")
 
 INVOKE = str(Path(sys.executable).with_name("invoke"))
 NODE_PATH = os.environ["PATH"]
@@ -185,14 +188,15 @@ def test_tasks_with_an_unreachable_cluster_fail_with_one_line(tmp_path):
 def test_explain_turns_api_failures_into_one_line():
     forbidden = ApiException(status=403, reason="Forbidden")
     forbidden.body = json.dumps({"message": 'deployments.apps is forbidden: User "dev" cannot create'})
-    assert str(explain(forbidden, context="filesim", namespace="filesim")).startswith(
+    assert str(explain(forbidden, context="filesim", namespace="filesim", fixes=FIXES)).startswith(
         'permission denied by RBAC (deployments.apps is forbidden: User "dev" cannot create)')
+    unauthorized = ApiException(status=401, reason="Unauthorized")
     assert "minikube update-context -p filesim" in str(
-        explain(ApiException(status=401, reason="Unauthorized"), context="filesim", namespace="x"))
+        explain(unauthorized, context="filesim", namespace="x", fixes=FIXES))
     assert "invoke setup --engine minikube" in str(
-        explain(ConfigException("no context"), context="filesim", namespace="x"))
+        explain(ConfigException("no context"), context="filesim", namespace="x", fixes=FIXES))
     assert "is minikube running" in str(
-        explain(ConnectionRefusedError("Connection refused"), context="filesim", namespace="x"))
+        explain(ConnectionRefusedError("Connection refused"), context="filesim", namespace="x", fixes=FIXES))
 
 
 def pod(**status):
@@ -210,21 +214,21 @@ def test_diagnose_pod_problems():
 
     evicted = pod(reason="Evicted",
                   message="Usage of EmptyDir volume nas-backup-export exceeds the limit 500Mi.")
-    assert "outgrew storage.sizeLimit" in diagnose("nas-backup", evicted, no_logs)
+    assert "outgrew storage.sizeLimit" in diagnose("nas-backup", evicted, no_logs, FIXES)
     pull = pod(containerStatuses=[waiting("nfs", "ImagePullBackOff")])
-    assert diagnose("nas-backup", pull, no_logs) == (
+    assert diagnose("nas-backup", pull, no_logs, FIXES) == (
         "nas-backup: image localhost/filesim-nas:0.1.0 cannot be pulled (ImagePullBackOff): run "
         "`invoke setup --engine minikube`, which builds it inside minikube")
     crash = pod(initContainerStatuses=[waiting("sync", "CrashLoopBackOff")])
     last = "a\nb\nfilesim-sync: /mnt/windows/.filesim-share is missing"
-    line = diagnose("nas-backup", crash, lambda container: last)
+    line = diagnose("nas-backup", crash, lambda container: last, FIXES)
     assert line == ("nas-backup: container sync keeps crashing; its last lines: a | b | "
                     "filesim-sync: /mnt/windows/.filesim-share is missing")
     pending = pod(conditions=[{"type": "PodScheduled", "status": "False",
                                "message": "0/1 nodes: Insufficient memory"}])
-    assert "Insufficient memory" in diagnose("nas-backup", pending, no_logs)
+    assert "Insufficient memory" in diagnose("nas-backup", pending, no_logs, FIXES)
     assert diagnose("nas-backup", pod(phase="Running", conditions=[{"type": "Ready", "status": "True"}]),
-                    no_logs) is None
+                    no_logs, FIXES) is None
 
 
 class FakeDynamic:

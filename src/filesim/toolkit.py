@@ -12,7 +12,7 @@ from typing import Any
 from filesim import PROJECT_ROOT, values
 from filesim.engines.base import NasStatus
 from filesim.errors import BadInput
-from filesim.model import Values
+from filesim.model import Values, is_windows_path
 from filesim.run import Runner
 from filesim.sync.status import MARKER
 from filesim.terminal import Reporter, table
@@ -46,13 +46,24 @@ def summary(resolved: Values, target: Any) -> Any:
 
 
 def engine(name: str | None, files: Sequence[str], sets: Sequence[str], data_root: str | None,
-           *, dry_run: bool = False, echo: bool = False, need_data_root: bool = True):
-    """The selected engine for these values; on podman the data root must exist unless told."""
+           context: str | None = None, *, dry_run: bool = False, echo: bool = False,
+           need_data_root: bool = True):
+    """The selected engine for these values; on podman the data root must exist unless told.
+
+    The data root (``--data-root``, else FILESIM_DATA_ROOT) is one concept on every engine: it
+    overrides ``windowsRoot``. podman takes ./simulator-data while windowsRoot is a Windows path
+    on a machine that is not Windows.
+    """
     from filesim.engines import EngineError, select
 
-    root = Path(data_root or os.environ.get("FILESIM_DATA_ROOT") or DEFAULT_DATA_ROOT)
-    selected = select(name, values.load(files, sets), Runner(dry_run=dry_run, echo=echo),
-                      data_root=root)
+    given = data_root or os.environ.get("FILESIM_DATA_ROOT")
+    sets = [*sets, f"windowsRoot={Path(given).resolve()}"] if given else list(sets)
+    resolved = values.load(files, sets)
+    root = Path(resolved.windows_root)
+    if is_windows_path(resolved.windows_root) and os.name != "nt":
+        root = DEFAULT_DATA_ROOT
+    selected = select(name, resolved, Runner(dry_run=dry_run, echo=echo), data_root=root,
+                      context=context)
     if selected.name == "podman" and need_data_root and not root.is_dir():
         raise EngineError(f"the data root {root} does not exist: run `invoke setup --data-root "
                           f"{root}` first, or pass the folder that holds your NAS folders")

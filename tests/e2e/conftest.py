@@ -1,9 +1,10 @@
 """The engine contract suite: the same end-to-end checks on every engine that can run here.
 
 podman runs wherever podman works (CI included); minikube runs whenever its kube context
-answers. Each engine gets the suite's own deployment (tests/e2e/values.yaml: its own names,
-namespace and ports), torn down at the end even on failure; a tester's default deployment is
-never touched. With FILESIM_REQUIRE_E2E=1 (set by .ci/run) an unusable podman fails.
+answers; kubernetes runs on the cluster FILESIM_KUBE_CONTEXT names, when it answers. Each engine
+gets the suite's own deployment (tests/e2e/values.yaml: its own names, namespace and ports),
+torn down at the end even on failure; a tester's default deployment is never touched. With
+FILESIM_REQUIRE_E2E=1 (set by .ci/run) an unusable podman fails.
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ import pytest
 from suite import E2E_VALUES, podman_pods
 
 from filesim import toolkit, values
-from filesim.engines import EngineError
-from filesim.engines.minikube import context_reachable
+from filesim.engines import ENGINES, EngineError
+from filesim.engines.kubernetes import context_reachable
 from filesim.engines.podman import usable
 from filesim.run import Runner
 
@@ -36,6 +37,11 @@ def _available(name: str) -> str | None:
     """None if the engine can run here, else why not."""
     if name == "podman":
         return None if usable(Runner()) else "podman is not usable: run scripts/install.sh"
+    if name == "kubernetes":
+        context = os.environ.get("FILESIM_KUBE_CONTEXT")
+        if not context:
+            return "FILESIM_KUBE_CONTEXT names no cluster to run the suite on"
+        return None if context_reachable(context) else f"no reachable kube context {context!r}"
     profile = values.load([]).minikube.profile
     return None if context_reachable(profile) else f"no reachable kube context {profile!r}"
 
@@ -58,7 +64,7 @@ def testers_deployment(tmp_path_factory):
         started.destroy(print, force=True)
 
 
-@pytest.fixture(scope="session", params=["podman", "minikube"])
+@pytest.fixture(scope="session", params=list(ENGINES))
 def engine(request, data_root):
     """The suite's deployment on one engine, destroyed even on failure."""
     missing = _available(request.param)
@@ -68,7 +74,8 @@ def engine(request, data_root):
         pytest.skip(missing)
     if request.param == "podman":
         request.getfixturevalue("testers_deployment")  # recorded before the suite deploys
-    eng = toolkit.engine(request.param, [str(E2E_VALUES)], [], str(data_root))
+    eng = toolkit.engine(request.param, [str(E2E_VALUES)], [], str(data_root),
+                         os.environ.get("FILESIM_KUBE_CONTEXT") if request.param == "kubernetes" else None)
     try:
         if request.param == "podman":
             eng.setup(print)
