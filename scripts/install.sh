@@ -13,7 +13,7 @@ readonly APT_PACKAGES=(
   rsync                               # the research loop the sync benchmark compares with
 )
 
-log() { printf '==> %s\n' "$*"; }
+log() { printf '==> %s [%s]\n' "$*" "$(date +%T)"; }
 die() { printf 'install.sh: %s\n' "$*" >&2; exit 1; }
 
 check_root() {
@@ -34,8 +34,14 @@ install_python_env() {
     || die "filesim needs Python 3.11 or newer (python3 is $(python3 --version))"
   log "creating .venv and installing filesim with its development tools"
   [[ -x .venv/bin/python ]] || python3 -m venv .venv
-  .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -e '.[dev]'
+  pip_install --upgrade pip
+  pip_install -e '.[dev]'
+}
+
+# pip quietly, without the one warning per package some mirror setups print (a find-links
+# folder that lacks the package); its errors still show and still fail the install.
+pip_install() {
+  .venv/bin/python -m pip install -q "$@" 2>&1 | { grep -v "^WARNING: Location '.*' is ignored" || true; }
 }
 
 bring_up() {

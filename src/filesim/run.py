@@ -21,6 +21,10 @@ class CommandError(UserError):
         super().__init__(f"`{shlex.join(argv)}` exited {code}" + (f": {tail}" if tail else ""))
 
 
+#: Seconds any one command may take: a hung tool becomes an error naming it, never a hung task.
+COMMAND_TIMEOUT = 900.0
+
+
 class ToolMissing(UserError):
     """A program filesim needs is not installed."""
 
@@ -40,8 +44,13 @@ class Runner:
     env: Mapping[str, str] = field(default_factory=dict)
 
     def __call__(self, argv: Sequence[str], *, check: bool = True, capture: bool = True,
-                 reads_only: bool = False) -> subprocess.CompletedProcess[str]:
-        """Run ``argv``; raise CommandError if it fails and ``check`` is set."""
+                 reads_only: bool = False, timeout: float = COMMAND_TIMEOUT
+                 ) -> subprocess.CompletedProcess[str]:
+        """Run ``argv`` (stdin closed); raise CommandError if it fails and ``check`` is set.
+
+        A captured command is stopped after ``timeout`` seconds; one whose output streams to
+        the user (``capture=False``: builds, ``logs --follow``) runs as long as they let it.
+        """
         argv = [str(a) for a in argv]
         if self.dry_run and not reads_only:
             print(shlex.join(argv))
@@ -50,13 +59,17 @@ class Runner:
             print(f"$ {shlex.join(argv)}", file=sys.stderr)
         try:
             result = subprocess.run(
-                argv, env={**os.environ, **self.env}, text=True,
+                argv, env={**os.environ, **self.env}, text=True, stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE if capture else None,
-                stderr=subprocess.STDOUT if capture else None,
+                stderr=subprocess.STDOUT if capture else None, timeout=timeout if capture else None,
             )
         except FileNotFoundError:
             raise ToolMissing(f"{argv[0]} is not installed; run scripts/install.sh "
                               f"(or install it with your package manager)") from None
+        except subprocess.TimeoutExpired as exc:
+            output = exc.output.decode(errors="replace") if isinstance(exc.output, bytes) else exc.output
+            raise CommandError(argv, -1, (output or "") + f"\n(stopped: no end after {timeout:.0f} s)"
+                               ) from None
         if check and result.returncode != 0:
             raise CommandError(argv, result.returncode, result.stdout or "")
         return result
