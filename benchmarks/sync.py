@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import os
 import random
@@ -77,10 +78,15 @@ class Workspaces:
             self.made[files] = (base, nfs, windows, state)
         return self.made[files]
 
+    def drop(self, files: int) -> None:
+        """Remove one tree: the research loop's --delete has emptied its Windows side's extras."""
+        base, *_ = self.made.pop(files)
+        shutil.rmtree(base, ignore_errors=True)
+
     def remove(self) -> None:
         """Remove every tree made."""
-        for base, *_ in self.made.values():
-            shutil.rmtree(base, ignore_errors=True)
+        for files in list(self.made):
+            self.drop(files)
 
 
 def start_agent(nfs: Path, windows: Path, state: Path, interval: float = 2.0) -> subprocess.Popen:
@@ -132,22 +138,27 @@ def stop(proc: subprocess.Popen) -> None:
     proc.wait(30)
 
 
+#: Each measurement writes names of its own: a late deletion from the one before cannot touch them.
+RUNS = itertools.count()
+
+
 class Latencies:
     """Seconds from writing each file into one side to seeing it whole on the other."""
 
-    def __init__(self, seconds: list[float], deleted: int, missing: int):
-        self.seconds, self.deleted, self.missing = seconds, deleted, missing
+    def __init__(self, what: str, seconds: list[float], deleted: int, missing: int):
+        self.what, self.seconds, self.deleted, self.missing = what, seconds, deleted, missing
 
     def cell(self) -> str:
         """p50 / p99, or "never" with what was observed."""
         if self.missing:
-            fail(f"{self.missing} changes neither arrived nor were deleted: a broken run")
+            fail(f"{self.what}: {self.missing} changes neither arrived nor were deleted: a broken run")
         if self.deleted:
             return f"never (its --delete removed {self.deleted} of {self.deleted + len(self.seconds)})"
         return f"{percentile(self.seconds, .5):.2f} s / {percentile(self.seconds, .99):.2f} s"
 
 
-def latencies(source: Path, dest: Path, changes: int, spread: float, timeout: float) -> Latencies:
+def latencies(what: str, source: Path, dest: Path, changes: int, spread: float, timeout: float
+              ) -> Latencies:
     """Write ``changes`` files into ``source`` over ``spread`` seconds; time each to ``dest``."""
     written: dict[str, tuple[float, bytes]] = {}
     arrived: dict[str, float] = {}
@@ -170,8 +181,9 @@ def latencies(source: Path, dest: Path, changes: int, spread: float, timeout: fl
     watcher = threading.Thread(target=watch)
     watcher.start()
     rng = random.Random(7)
+    run = next(RUNS)
     for i in range(changes):
-        name = f"change-{source.name}-{i:03}.txt"
+        name = f"change-{run:02}-{source.name}-{i:03}.txt"
         data = f"{name} {time.time()}\n".encode()
         (source / name).write_bytes(data)
         written[name] = (time.monotonic(), data)
@@ -184,7 +196,8 @@ def latencies(source: Path, dest: Path, changes: int, spread: float, timeout: fl
     for name in written:
         (source / name).unlink(missing_ok=True)
     seconds = [arrived[n] - t for n, (t, _) in written.items() if n in arrived]
-    return Latencies(seconds, len(vanished), changes - len(arrived) - len(vanished))
+    return Latencies(f"{what}, {source.name} → {dest.name}", seconds, len(vanished),
+                     changes - len(arrived) - len(vanished))
 
 
 def cpu_seconds(pid: int) -> float:
@@ -208,35 +221,45 @@ def bench_latency(args, spaces: Workspaces) -> list[str]:
     for files in args.latency_files:
         _, nfs, windows, state = spaces.get(files)
         agent = start_agent(nfs, windows, state)
-        n2w = latencies(nfs, windows, args.changes, spread=args.changes * 0.3, timeout=30)
-        w2n = latencies(windows, nfs, args.changes, spread=args.changes * 0.3, timeout=60)
+        what = f"{files:,} files, polling"
+        n2w = latencies(what, nfs, windows, args.changes, spread=args.changes * 0.3, timeout=30)
+        w2n = latencies(what, windows, nfs, args.changes, spread=args.changes * 0.3, timeout=60)
         rows.append(f"| {files:,} | filesim-sync, polling (interval 2 s, settle 0.5 s; "
                     f"now {_status(state).get('interval')} s) | {n2w.cell()} | {w2n.cell()} |")
         watcher = start_watcher(windows, state)
-        n2w = latencies(nfs, windows, args.changes, spread=args.changes * 0.3, timeout=30)
-        w2n = latencies(windows, nfs, args.changes, spread=args.changes * 0.3, timeout=30)
+        what = f"{files:,} files, host watcher"
+        n2w = latencies(what, nfs, windows, args.changes, spread=args.changes * 0.3, timeout=30)
+        w2n = latencies(what, windows, nfs, args.changes, spread=args.changes * 0.3, timeout=30)
         stop(watcher)
         stop(agent)
         rows.append(f"| {files:,} | filesim-sync with the host watcher (settle 0.5 s) | "
                     f"{n2w.cell()} | {w2n.cell()} |")
         for interval in args.loops:
             loop = start_rsync_loop(nfs, windows, interval)
+            what = f"{files:,} files, rsync loop {interval} s"
             # A pass of --delete may start just before a write: the next is a whole interval later.
-            n2w = latencies(nfs, windows, args.changes, spread=max(args.changes * 0.3, interval * 1.5),
+            n2w = latencies(what, nfs, windows, args.changes,
+                            spread=max(args.changes * 0.3, interval * 1.5), timeout=2 * interval + 30)
+            w2n = latencies(what, windows, nfs, min(args.changes, 10), spread=5,
                             timeout=2 * interval + 30)
-            w2n = latencies(windows, nfs, min(args.changes, 10), spread=5, timeout=2 * interval + 30)
             stop(loop)
             rows.append(f"| {files:,} | research rsync loop, {interval} s | {n2w.cell()} | "
                         f"{w2n.cell()} |")
+        spaces.drop(files)  # the loop deleted the share marker and the agent's journal
     return rows
 
 
 def rsync_pass_seconds(nfs: Path, windows: Path) -> float:
-    """CPU of one no-op `rsync -a --delete` pass (median of 3)."""
+    """CPU of one no-op `rsync -a --delete` pass (median of 3).
+
+    The share marker and the agent's journal are excluded, so that the tree stays usable: the
+    pass still reads both whole trees, which is its cost.
+    """
     runs = []
     for _ in range(3):
         t0 = os.times()
-        result = subprocess.run(["rsync", "-a", "--delete", f"{nfs}/", f"{windows}/"],
+        result = subprocess.run(["rsync", "-a", "--delete", f"--exclude=/{MARKER}", "--exclude=/.filesim",
+                                 f"{nfs}/", f"{windows}/"],
                                 capture_output=True, text=True)
         if result.returncode not in (0, 24):
             fail(f"rsync exited {result.returncode}: {result.stderr.strip()}")
@@ -368,15 +391,15 @@ def main() -> None:
     print(f"`python benchmarks/sync.py {config}`{' (smoke: not figures)' if args.smoke else ''}\n")
     spaces = Workspaces()
     try:
-        print(f"Latency, write → whole on the other side, {args.changes} changes (p50 / p99)\n")
-        print("| tree | sync | NFS → Windows | Windows → NFS |\n|---|---|---|---|")
-        print("\n".join(bench_latency(args, spaces)), flush=True)
-        print(f"\nIdle cost over {args.idle_seconds:g} s (CPU as % of one core; the agent's RSS with "
+        print(f"Idle cost over {args.idle_seconds:g} s (CPU as % of one core; the agent's RSS with "
               "the watcher)\n")
         print("| files | agent polling (interval now) | agent with watcher | watcher | agent RSS | "
               "rsync loop 2 s | rsync loop 30 s |")
         print("|---|---|---|---|---|---|---|")
         print("\n".join(bench_idle(args, spaces)), flush=True)
+        print(f"\nLatency, write → whole on the other side, {args.changes} changes (p50 / p99)\n")
+        print("| tree | sync | NFS → Windows | Windows → NFS |\n|---|---|---|---|")
+        print("\n".join(bench_latency(args, spaces)), flush=True)
     finally:
         spaces.remove()
     print("\nInitial sync of a fresh tree (1 KiB files; the daemon: until every file is agreed)\n")
