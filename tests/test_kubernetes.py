@@ -107,7 +107,8 @@ def test_cluster_kinds_and_how_their_image_gets_there():
     assert [cluster_kind(c) for c in ("docker-desktop", "rancher-desktop", "kind-a", "k3d-b", "gke_x")] \
         == ["docker-desktop", "rancher-desktop", "kind", "k3d", "other"]
     assert image_commands("k3d", "k3d-dev", "img:1")[-1] == ["k3d", "image", "import", "img:1", "-c", "dev"]
-    assert image_commands("rancher-desktop", "rancher-desktop", "img:1")[0][:3] == ["nerdctl", "--namespace", "k8s.io"]
+    rancher = image_commands("rancher-desktop", "rancher-desktop", "img:1")
+    assert rancher[0][:3] == ["nerdctl", "--namespace", "k8s.io"]
     assert image_commands("other", "gke_x", "img:1") == []
     assert version_tuple("v1.29.3-gke.100") == (1, 29, 3)
 

@@ -23,14 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from filesim.engines.base import (
-    Engine,
-    EngineError,
-    NasStatus,
-    Progress,
-    SharePaths,
-    prepare_share,
-)
+from filesim.engines.base import Engine, EngineError, NasStatus, Progress, SharePaths, prepare_share
 from filesim.engines.podman import EXPORT_FS
 from filesim.manifests.props import EXPORT_DIR, STATE_DIR, WINDOWS_ROOT_DIR, node_dir
 from filesim.model import Values, is_windows_path, share_folder
