@@ -21,8 +21,10 @@ class CommandError(UserError):
         super().__init__(f"`{shlex.join(argv)}` exited {code}" + (f": {tail}" if tail else ""))
 
 
-#: Seconds any one command may take: a hung tool becomes an error naming it, never a hung task.
-COMMAND_TIMEOUT = 900.0
+#: Seconds one command may take (one that only reads: READ_TIMEOUT): a hung tool becomes an
+#: error naming it, never a hung task.
+COMMAND_TIMEOUT = 300.0
+READ_TIMEOUT = 60.0
 
 
 class ToolMissing(UserError):
@@ -44,13 +46,16 @@ class Runner:
     env: Mapping[str, str] = field(default_factory=dict)
 
     def __call__(self, argv: Sequence[str], *, check: bool = True, capture: bool = True,
-                 reads_only: bool = False, timeout: float = COMMAND_TIMEOUT
+                 reads_only: bool = False, timeout: float | None = None
                  ) -> subprocess.CompletedProcess[str]:
         """Run ``argv`` (stdin closed); raise CommandError if it fails and ``check`` is set.
 
-        A captured command is stopped after ``timeout`` seconds; one whose output streams to
-        the user (``capture=False``: builds, ``logs --follow``) runs as long as they let it.
+        A captured command is stopped after ``timeout`` seconds (default COMMAND_TIMEOUT, or
+        READ_TIMEOUT if it ``reads_only``); one whose output streams to the user
+        (``capture=False``: builds, ``logs --follow``) runs as long as they let it.
         """
+        if timeout is None:
+            timeout = READ_TIMEOUT if reads_only else COMMAND_TIMEOUT
         argv = [str(a) for a in argv]
         if self.dry_run and not reads_only:
             print(shlex.join(argv))

@@ -33,7 +33,7 @@ from filesim.manifests.props import (
 )
 from filesim.model import Values
 from filesim.quantity import to_bytes
-from filesim.run import CommandError, Runner
+from filesim.run import COMMAND_TIMEOUT, READ_TIMEOUT, CommandError, Runner
 from filesim.sync.status import CONTAINERS, MARKER, degraded, health, read_status
 
 CONTAINERS_CONF = Path(__file__).with_name("containers.conf")
@@ -205,7 +205,7 @@ class PodmanEngine(Engine):
     def exec(self, nas: str, container: str, argv: list[str]) -> subprocess.CompletedProcess[str]:
         self.server(nas)
         return self.run(["podman", "exec", self._container(nas, container), *argv], check=False,
-                        reads_only=True)
+                        reads_only=True, timeout=COMMAND_TIMEOUT)
 
     def paths(self, nas: str) -> SharePaths:
         folder = str(self.windows_folder(nas))
@@ -262,7 +262,7 @@ class PodmanEngine(Engine):
     def agent_request(self, nas: str, kind: str, timeout: float) -> dict[str, Any] | None:
         result = self.run(["podman", "exec", self._container(nas, "sync"), "filesim-sync",
                            "--state", STATE_DIR, "--request", kind, "--timeout", str(timeout)],
-                          check=False, reads_only=True)
+                          check=False, reads_only=True, timeout=timeout + READ_TIMEOUT)
         try:
             return json.loads(result.stdout.strip().splitlines()[-1])
         except (ValueError, IndexError):
