@@ -60,6 +60,8 @@ class Watcher:
         self.closed: dict[Path, set[str]] = {f: set() for f in self.folders}
         self.lock = threading.Lock()
         self.stop = threading.Event()
+        #: Set by an event (or a stop): the loop sleeps on it, so an idle watcher wakes per beat only.
+        self.wake = threading.Event()
         self.started = time.time()
         self.errors: dict[Path, str] = {}
 
@@ -93,8 +95,11 @@ class Watcher:
             for folder, writer in self.writers.items():
                 self._write(folder, writer.rescan, "watcher started")
             next_beat = 0.0
-            while not self.stop.wait(COALESCE):
-                self._flush()
+            while not self.stop.is_set():
+                if self.wake.wait(max(0.0, next_beat - time.monotonic())):
+                    self.stop.wait(COALESCE)  # more events of the same burst join this batch
+                    self.wake.clear()
+                    self._flush()
                 if time.monotonic() >= next_beat:
                     next_beat = time.monotonic() + BEAT
                     self._beat()
@@ -116,8 +121,13 @@ class Watcher:
         except KeyboardInterrupt:
             pass
         finally:
-            self.stop.set()
+            self.request_stop()
             runner.join()
+
+    def request_stop(self) -> None:
+        """End ``run`` (from a signal handler or another thread)."""
+        self.stop.set()
+        self.wake.set()
 
     def note(self, folder: Path, rel: str, *, closed: bool) -> None:
         """Remember that ``rel`` changed (and whether its writer is done) until the next flush."""
@@ -127,6 +137,7 @@ class Watcher:
                 self.closed[folder].add(rel)
             else:
                 self.closed[folder].discard(rel)
+        self.wake.set()
 
     def _flush(self) -> None:
         with self.lock:
@@ -146,7 +157,7 @@ class Watcher:
                 "folders": [str(f) for f in self.folders], "errors": {
                     str(f): e for f, e in self.errors.items()}})
             if self.state_file.with_name(self.state_file.name + ".stop").exists():
-                self.stop.set()
+                self.request_stop()
 
     def _write(self, folder: Path, write: Any, *args: Any) -> None:
         try:
@@ -255,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"not NAS folders (no {MARKER}): {', '.join(missing)}; run `invoke setup` first")
     watcher = Watcher(args.folders, args.state)
     for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: watcher.stop.set())
+        signal.signal(signum, lambda *_: watcher.request_stop())
     print(f"filesim watch: pid {os.getpid()}, {len(watcher.folders)} folder(s)", flush=True)
     watcher.run()
     return 0
