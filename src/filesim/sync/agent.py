@@ -141,10 +141,13 @@ class Agent:
         """Sync until SIGTERM/SIGINT, then flush pending changes and return."""
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._request_stop)
-        self.nfs_events.start()
         try:
             self.journal.read()  # takes the position: what is in it already, the pass sees
+            # The first pass may copy a whole tree: inotify starts after it, so the copies raise
+            # no events to sift, and a rescan right after catches what NFS clients did meanwhile.
             self.full_pass(nfs_rescan=True)
+            self.nfs_events.start()
+            self.rescan_nfs = True
             self.write_status()
             while not self.stopping.is_set():
                 wake = min(self.next_poll, self.next_rescan, self.reconciler.next_settle_check(),

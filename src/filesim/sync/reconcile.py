@@ -184,8 +184,8 @@ def conflict_name(rel: str, side: str, when: float) -> str:
 
 
 def _parent(path: str) -> str:
-    parent = str(PurePosixPath(path).parent)
-    return "" if parent == "." else parent
+    """``a/b/c`` → ``a/b``; a top-level name → "" (paths are relative, '/'-separated)."""
+    return path.rpartition("/")[0]
 
 
 def _other(side: str) -> str:
@@ -259,7 +259,7 @@ class Reconciler:
         agreed = self.state.win_of(path)
         if agreed is not None:
             return agreed
-        parent, name = _parent(path), PurePosixPath(path).name
+        parent, _, name = path.rpartition("/")
         base = self.win_path(parent, taken) if parent else ""
         if base is None:
             return None
@@ -298,7 +298,7 @@ class Reconciler:
         known = self.state.path_of_win(win)
         if known is not None:
             return known
-        parent, name = _parent(win), PurePosixPath(win).name
+        parent, _, name = win.rpartition("/")
         base = self.nfs_path(parent) if parent else ""
         decoded = names.decode(name)
         return f"{base}/{decoded}" if base else decoded
@@ -832,7 +832,7 @@ class Reconciler:
         self.state.put(path, entry)
         for done in self.complete.values():
             done.discard(path)
-        shown, natural = PurePosixPath(entry.win).name, names.encode(PurePosixPath(path).name)
+        shown, natural = entry.win.rpartition("/")[2], names.encode(path.rpartition("/")[2])
         if shown != natural:
             self.problems.notice(WINDOWS, path, f"shown on Windows as {shown!r}: another name "
                                  f"there differs from {natural!r} only in case")
