@@ -10,7 +10,7 @@ for what was observed: the research loop's --delete removing a file written on W
 
 Usage: python benchmarks/sync.py [--changes N] [--latency-files 10000,100000]
                                  [--sizes 1000,10000,100000] [--initial-files N]
-                                 [--idle-seconds S] [--seed-mb MB] [--smoke]
+                                 [--idle-seconds S] [--seed-mb MB] [--only SECTIONS] [--smoke]
 """
 
 from __future__ import annotations
@@ -298,43 +298,51 @@ def bench_idle(args, spaces: Workspaces) -> list[str]:
 
 
 def bench_initial(args) -> list[str]:
-    """One fresh tree copied by `cp -a`, by `--once` and by the daemon (until all agreed)."""
+    """One fresh tree copied by `cp -a`, by `--once` and by the daemon (until all agreed).
+
+    The three alternate, ``args.seed_runs`` times, each after `sync` (so no step pays for the
+    previous one's writeback); medians are compared.
+    """
     base = Path(tempfile.mkdtemp(prefix="filesim-initial-"))
     source = base / "windows"
     source.mkdir()
     (source / MARKER).write_text("filesim share marker\nid: bench\n")
     files = args.initial_files
     make_tree(source, files, per_folder=100)
+    times: dict[str, list[float]] = {"cp": [], "once": [], "daemon": []}
+    peaks = []
     try:
-        started = time.perf_counter()
-        subprocess.run(["cp", "-a", f"{source}/.", str(base / "cp")], check=True)
-        cp = time.perf_counter() - started
-        shutil.rmtree(base / "cp")
-        times = {}
-        for mode in ("once", "daemon"):
-            nfs, state = base / f"nfs-{mode}", base / f"state-{mode}"
-            nfs.mkdir()
-            command = [*AGENT, "--nfs", nfs, "--windows", source, "--state", state, "--mode",
-                       "bidirectional", "--log-format", "json"]
-            started = time.perf_counter()
-            if mode == "once":
-                subprocess.run([*command, "--once"], check=True, stdout=subprocess.DEVNULL)
-            else:
-                proc = subprocess.Popen(command, stdout=subprocess.DEVNULL)
-                while not (_status(state).get("files_tracked", 0) >= files
-                           and _status(state).get("pending") == 0):
-                    if proc.poll() is not None:
-                        fail("the agent exited during its initial sync")
-                    time.sleep(0.1)
-                peak = peak_rss_mib(proc.pid)
-                stop(proc)
-            times[mode] = time.perf_counter() - started
-            shutil.rmtree(nfs)
+        for _ in range(args.seed_runs):
+            for mode in times:
+                dest, state = base / f"dest-{mode}", base / f"state-{mode}"
+                shutil.rmtree(dest, ignore_errors=True)
+                shutil.rmtree(state, ignore_errors=True)
+                os.sync()
+                started = time.perf_counter()
+                if mode == "cp":
+                    subprocess.run(["cp", "-a", f"{source}/.", str(dest)], check=True)
+                    times[mode].append(time.perf_counter() - started)
+                    continue
+                dest.mkdir()
+                command = [*AGENT, "--nfs", dest, "--windows", source, "--state", state, "--mode",
+                           "bidirectional", "--log-format", "json"]
+                if mode == "once":
+                    subprocess.run([*command, "--once"], check=True, stdout=subprocess.DEVNULL)
+                else:
+                    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+                    while not (_status(state).get("files_tracked", 0) >= files
+                               and _status(state).get("pending") == 0):
+                        if proc.poll() is not None:
+                            fail("the agent exited during its initial sync")
+                        time.sleep(0.1)
+                    peaks.append(peak_rss_mib(proc.pid))
+                    stop(proc)
+                times[mode].append(time.perf_counter() - started)
     finally:
         shutil.rmtree(base, ignore_errors=True)
-    once, daemon = times["once"], times["daemon"]
+    cp, once, daemon = (statistics.median(times[m]) for m in ("cp", "once", "daemon"))
     return [f"| {files:,} files in {files // 100:,} folders | {cp:.1f} s | {once:.1f} s "
-            f"({once / cp:.2f}x cp) | {daemon:.1f} s ({daemon / once:.2f}x once) | {peak:.0f} MiB |"]
+            f"({once / cp:.2f}x cp) | {daemon:.1f} s ({daemon / once:.2f}x once) | {max(peaks):.0f} MiB |"]
 
 
 def bench_seed(args) -> list[str]:
@@ -351,12 +359,14 @@ def bench_seed(args) -> list[str]:
     try:
         for _ in range(args.seed_runs):
             shutil.rmtree(base / "cp", ignore_errors=True)
+            os.sync()
             started = time.perf_counter()
             subprocess.run(["cp", "-a", f"{source}/.", str(base / "cp")], check=True)
             cp_times.append(time.perf_counter() - started)
             for path in ("nfs", "state"):
                 shutil.rmtree(base / path, ignore_errors=True)
             (base / "nfs").mkdir()
+            os.sync()
             started = time.perf_counter()
             subprocess.run([*AGENT, "--nfs", base / "nfs", "--windows", source, "--state",
                             base / "state", "--mode", "to-nfs", "--once", "--settle", "0",
@@ -369,6 +379,9 @@ def bench_seed(args) -> list[str]:
             f"{agent / cp:.2f}x |"]
 
 
+SECTIONS = ("idle", "latency", "initial", "seed")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     sizes = lambda s: [int(x) for x in s.split(",")]  # noqa: E731
@@ -378,8 +391,13 @@ def main() -> None:
     parser.add_argument("--initial-files", type=int, default=100_000)
     parser.add_argument("--idle-seconds", type=float, default=20)
     parser.add_argument("--seed-mb", type=int, default=1024)
+    parser.add_argument("--only", default=",".join(SECTIONS),
+                        help=f"comma-separated sections to run (default all: {','.join(SECTIONS)})")
     parser.add_argument("--smoke", action="store_true", help="tiny trees, one run: a check, no figures")
     args = parser.parse_args()
+    only = args.only.split(",")
+    if unknown := sorted(set(only) - set(SECTIONS)):
+        parser.error(f"unknown section {', '.join(unknown)}; choose from {', '.join(SECTIONS)}")
     args.loops, args.seed_runs = [2, 30], 3
     if args.smoke:
         args.changes, args.latency_files, args.sizes, args.initial_files = 3, [100], [100], 200
@@ -387,27 +405,32 @@ def main() -> None:
     require("rsync", "cp", "inotifywait")
     config = (f"--changes {args.changes} --latency-files {','.join(map(str, args.latency_files))} "
               f"--sizes {','.join(map(str, args.sizes))} --initial-files {args.initial_files} "
-              f"--idle-seconds {args.idle_seconds:g} --seed-mb {args.seed_mb}")
+              f"--idle-seconds {args.idle_seconds:g} --seed-mb {args.seed_mb} --only {args.only}")
     print(f"`python benchmarks/sync.py {config}`{' (smoke: not figures)' if args.smoke else ''}\n")
     spaces = Workspaces()
     try:
-        print(f"Idle cost over {args.idle_seconds:g} s (CPU as % of one core; the agent's RSS with "
-              "the watcher)\n")
-        print("| files | agent polling (interval now) | agent with watcher | watcher | agent RSS | "
-              "rsync loop 2 s | rsync loop 30 s |")
-        print("|---|---|---|---|---|---|---|")
-        print("\n".join(bench_idle(args, spaces)), flush=True)
-        print(f"\nLatency, write → whole on the other side, {args.changes} changes (p50 / p99)\n")
-        print("| tree | sync | NFS → Windows | Windows → NFS |\n|---|---|---|---|")
-        print("\n".join(bench_latency(args, spaces)), flush=True)
+        if "idle" in only:
+            print(f"Idle cost over {args.idle_seconds:g} s (CPU as % of one core; the agent's RSS "
+                  "with the watcher)\n")
+            print("| files | agent polling (interval now) | agent with watcher | watcher | agent RSS | "
+                  "rsync loop 2 s | rsync loop 30 s |")
+            print("|---|---|---|---|---|---|---|")
+            print("\n".join(bench_idle(args, spaces)), flush=True)
+        if "latency" in only:
+            print(f"\nLatency, write → whole on the other side, {args.changes} changes (p50 / p99)\n")
+            print("| tree | sync | NFS → Windows | Windows → NFS |\n|---|---|---|---|")
+            print("\n".join(bench_latency(args, spaces)), flush=True)
     finally:
         spaces.remove()
-    print("\nInitial sync of a fresh tree (1 KiB files; the daemon: until every file is agreed)\n")
-    print("| tree | cp -a | --once | daemon | daemon peak RSS |\n|---|---|---|---|---|")
-    print("\n".join(bench_initial(args)), flush=True)
-    print(f"\nSeed (median of {args.seed_runs}; `--once`, settle 0)\n")
-    print("| tree | cp -a | filesim-sync --once | ratio |\n|---|---|---|---|")
-    print("\n".join(bench_seed(args)))
+    if "initial" in only:
+        print(f"\nInitial sync of a fresh tree (1 KiB files; median of {args.seed_runs}, each after "
+              "`sync`; the daemon: until every file is agreed)\n")
+        print("| tree | cp -a | --once | daemon | daemon peak RSS |\n|---|---|---|---|---|")
+        print("\n".join(bench_initial(args)), flush=True)
+    if "seed" in only:
+        print(f"\nSeed (median of {args.seed_runs}, each after `sync`; `--once`, settle 0)\n")
+        print("| tree | cp -a | filesim-sync --once | ratio |\n|---|---|---|---|")
+        print("\n".join(bench_seed(args)))
 
 
 if __name__ == "__main__":
