@@ -18,7 +18,7 @@ from filesim.sync.names import display
 from filesim.sync.problems import Problems
 from filesim.sync.reconcile import NFS, WINDOWS, Reconciler
 from filesim.sync.reconcile import Settings as Decisions
-from filesim.sync.schedule import ScanCost
+from filesim.sync.schedule import SAFETY_SHARE, ScanCost
 from filesim.sync.settings import Settings
 from filesim.sync.state import State
 from filesim.sync.tree import Poll, SideUnavailable, Tree
@@ -87,10 +87,13 @@ class Agent:
         #: events seen meanwhile were not synced).
         self.rescan_nfs = False
         self.barriers: dict[str, int] = {}
+        #: The requests folder as last listed (mtime, inode): unchanged, it is not listed again.
+        self._requests_seen: tuple[int, int] | None = None
         self._sweep: list[tuple[str, int]] = []
         self._sweep_after: str | None = None
         self._sweep_budget = 0.0
         self._sweep_last = time.monotonic()
+        self._sweep_resume = 0.0
         self._last_summary = time.monotonic()
         self._summarised = (0, 0, 0, 0)
 
@@ -165,7 +168,7 @@ class Agent:
                 if now >= self.next_poll or self.poll_windows or rescan:
                     self.full_pass(nfs_rescan=rescan)
                     self.write_status()
-                elif now - self.status_written >= self.settings.interval:
+                elif now - self.status_written >= protocol.STATUS_EVERY:
                     self.write_status()  # problems and usage change between full passes too
                 if self.barriers:  # also between passes: what was pending may be copied since
                     self._answer_barriers()
@@ -365,10 +368,17 @@ class Agent:
         """Answer flush and release at once, queue barriers; True if a full pass is wanted now."""
         folder = self.settings.state / protocol.REQUESTS
         try:
+            seen = os.stat(folder)
+            # Unchanged since listed, and not within a second of that (a request created in the
+            # same clock tick as the listing leaves the mtime as it was): nothing came or went.
+            if (seen.st_mtime_ns, seen.st_ino) == self._requests_seen \
+                    and time.time_ns() - seen.st_mtime_ns > 1_000_000_000:
+                return False
             waiting = sorted(p for p in folder.iterdir() if p.name.endswith(".json")
                              and not p.name.endswith(".result.json"))
         except FileNotFoundError:
             return False
+        self._requests_seen = (seen.st_mtime_ns, seen.st_ino)
         gone = set(self.barriers) - {p.name.removesuffix(".json") for p in waiting}
         for request_id in gone:
             del self.barriers[request_id]  # the caller gave up
@@ -426,12 +436,14 @@ class Agent:
         """Hash the Windows side at a bounded rate (edits that keep size and mtime are caught).
 
         Files are taken from the state in path order, a few at a time, so a pass over 100,000
-        files holds no list of them.
+        files holds no list of them. With the host watcher's hints the sweep is a safety net
+        like the polls: it then uses at most SAFETY_SHARE of a core, however long a pass takes.
         """
         settings = self.settings
         now = time.monotonic()
         elapsed, self._sweep_last = now - self._sweep_last, now
-        if settings.hash_sweep_minutes <= 0 or not self.share_ok:
+        if settings.hash_sweep_minutes <= 0 or not self.share_ok or (
+                self.hinted and now < self._sweep_resume):
             return
         if not self._sweep:
             if self._sweep_after is None:
@@ -444,6 +456,7 @@ class Agent:
             self._sweep.reverse()
             return
         self._sweep_budget = min(self._sweep_budget + elapsed * self._sweep_rate, 8 * 2**20)
+        spent = time.process_time()
         while self._sweep and self._sweep_budget > 0:
             path, size = self._sweep.pop()
             self._sweep_budget -= _sweep_cost(size)
@@ -451,6 +464,7 @@ class Agent:
                 self.log.warning("changed in place", extra={"path": display(path),
                                                             "detail": "same size and mtime"})
                 self.sync_paths({path})
+        self._sweep_resume = now + (time.process_time() - spent) / SAFETY_SHARE
 
     # -- NFS-side events ---------------------------------------------------------------------
 

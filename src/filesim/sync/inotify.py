@@ -92,13 +92,14 @@ class NfsEvents:
 
     def stop(self) -> None:
         """Stop watching."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
+        process, self.process = self.process, None
+        if process is not None and process.poll() is None:
+            process.terminate()
             with contextlib.suppress(subprocess.TimeoutExpired):
-                self.process.wait(timeout=2)
-            if self.process.poll() is None:
-                self.process.kill()
-                self.process.wait()
+                process.wait(timeout=2)
+            if process.poll() is None:
+                process.kill()
+                process.wait()
 
     def _failed(self, error: str) -> bool:
         if error != self.error:
@@ -132,6 +133,8 @@ class NfsEvents:
             for record in records:
                 self._event(record, prefix)
         process.wait()
+        if process is not self.process:
+            return  # stopped on purpose (stop() forgets the process first)
         self._failed(f"inotifywait exited ({process.returncode}): {self.error or 'no message'}")
         self.events.put(RESCAN)
 

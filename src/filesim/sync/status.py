@@ -29,6 +29,8 @@ from pathlib import Path
 from typing import Any
 
 STATUS_FILE = "status.json"
+#: An idle agent rewrites its status at least this often (seconds); older means it is stuck.
+STATUS_EVERY = 5.0
 REQUESTS = "requests"
 REQUEST_KINDS = ("flush", "barrier", "release")
 #: At the root of every NAS's Windows folder: proves the share is mounted; holds its identity.
@@ -63,7 +65,7 @@ def health(status: dict[str, Any] | None) -> tuple[bool, str]:
     age = time.time() - status["updated_at"]
     if status.get("stopped"):
         return False, "agent stopped"
-    if age > 3 * status["interval"] + 10:
+    if age > 3 * STATUS_EVERY + 10:
         return False, f"status is {age:.0f}s old"
     if not status["share_mounted"]:
         return False, f"Windows share not mounted (marker {MARKER} missing)"
