@@ -269,6 +269,27 @@ def test_sigterm_flushes_pending_changes_within_two_seconds(share, nfs_dir, make
     assert agent.status()["stopped"] is True
 
 
+def test_sigterm_during_a_long_first_pass_stops_soon_and_leaves_the_rest_pending(
+        share, nfs_dir, make_agent):
+    files = 3000
+    for i in range(files):
+        (nfs_dir / f"n{i:04}.txt").write_text(f"file {i}\n")
+    agent = make_agent().start(wait=False)
+    wait_until(lambda: sum(e.get("event") == "copy" for e in agent.log_events()) >= 100, timeout=30)
+
+    started = time.monotonic()
+    assert agent.stop(signal.SIGTERM, timeout=20) == 0
+    assert time.monotonic() - started < 5.0  # not the whole pass (a sidecar is killed after its grace period)
+    final = agent.status()
+    copied = len(tree_files(share.backing))
+    assert final["stopped"] is True and copied < files
+    assert final["pending"] >= files - copied  # what is left is counted: retire() flushes it
+
+    agent = make_agent().start(wait=False)
+    wait_until(lambda: len(tree_files(share.backing)) == files, timeout=60)
+    assert (share.backing / "n2999.txt").read_text() == "file 2999\n"
+
+
 def test_partial_windows_write_never_appears_torn(share, nfs_dir, make_agent):
     make_agent(settle=0.5).start()
     chunks = [os.urandom(64 * 1024) for _ in range(20)]

@@ -211,10 +211,12 @@ class Agent:
     def _request_stop(self, signum: int, frame: Any) -> None:
         self.stopping.set()
         self.events.put(None)
+        self.reconciler.stop_by(time.monotonic())  # a long pass (a seed) ends at once
 
     def _flush(self) -> None:
         """On stop: copy what is pending within the flush budget (a sidecar is killed soon after)."""
         deadline = time.monotonic() + FLUSH_BUDGET
+        self.reconciler.stop_by(deadline)
         with self.reconciler.flushing_now():
             pending = self._drain() | self.reconciler.pending_paths()
             if pending:

@@ -221,6 +221,7 @@ class Reconciler:
         self._listings: dict[str, dict[str, str]] = {}
         #: A file with other names (hard links) was copied: those names changed too.
         self.links_changed = False
+        self._stop_at = float("inf")
         # Windows mtimes are whole seconds: an edit within the same second keeping the size
         # leaves the signature unchanged. Entries recorded that close to their mtime are
         # "racy" (as in git's index) and verified by content until a later second has passed.
@@ -242,6 +243,10 @@ class Reconciler:
             yield
         finally:
             self.flushing, self.settle = saved
+
+    def stop_by(self, deadline: float) -> None:
+        """Leave batches unfinished after ``deadline`` (on the reconciler's clock): the agent stops."""
+        self._stop_at = deadline
 
     def take_links_changed(self) -> bool:
         """Whether a hard-linked file was copied since the last call (its other names changed)."""
@@ -480,7 +485,13 @@ class Reconciler:
             items = self._renames(items)
             deletions: list[tuple[Item, str]] = []
             after: list[tuple[Item, Action]] = []
-            for item in items:
+            for index, item in enumerate(items):
+                if index % 64 == 0 and self.clock() > self._stop_at:
+                    # Stopping: the rest (and what waited for it) stays pending, so the final
+                    # status says so and nothing is taken as synced that was not.
+                    for rest in [*items[index:], *(i for i, _ in deletions), *(i for i, _ in after)]:
+                        self._touch_pending(rest.path)
+                    return
                 action = None
                 try:
                     action = self._decide(item)
