@@ -265,10 +265,11 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         parser.error(f"not NAS folders (no {MARKER}): {', '.join(missing)}; run `invoke setup` first")
     watcher = Watcher(args.folders, args.state)
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: watcher.request_stop())
+    # SIGTERM as Ctrl-C: the main thread only waits for the watching thread, so the interrupt
+    # never lands inside a lock the handler's own stop would need.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     print(f"filesim watch: pid {os.getpid()}, {len(watcher.folders)} folder(s)", flush=True)
-    watcher.run()
+    watcher.run_until_interrupted()
     return 0
 
 

@@ -7,7 +7,6 @@ import logging
 import os
 import queue
 import signal
-import threading
 import time
 from typing import Any
 
@@ -70,7 +69,9 @@ class Agent:
         self.journal = JournalReader(settings.windows / JOURNAL)
         #: Whether the host watcher's hints are relied on (else the Windows side is polled).
         self.hinted = False
-        self.stopping = threading.Event()
+        #: Set by the SIGTERM/SIGINT handler. A plain flag: a handler runs between two bytecodes
+        #: of the main thread and must take no lock that code may hold (the event queue's did).
+        self.stop_requested = False
         self.started_at = time.time()
         self.interval = settings.interval
         self.costs = {NFS: ScanCost(), WINDOWS: ScanCost()}
@@ -152,7 +153,7 @@ class Agent:
             self.nfs_events.start()
             self.rescan_nfs = True
             self.write_status()
-            while not self.stopping.is_set():
+            while not self.stop_requested:
                 wake = min(self.next_poll, self.next_rescan, self.reconciler.next_settle_check(),
                            time.monotonic() + TICK, self._next_retry())
                 nfs_paths = self.reconciler.worth_a_look(NFS, self._wait_for_events(until=wake))
@@ -209,8 +210,7 @@ class Agent:
         return self.reconciler.worth_a_look(WINDOWS, hints.paths) if hints.paths else set()
 
     def _request_stop(self, signum: int, frame: Any) -> None:
-        self.stopping.set()
-        self.events.put(None)
+        self.stop_requested = True  # the loop sees it within a TICK
         self.reconciler.stop_by(time.monotonic())  # a long pass (a seed) ends at once
 
     def _flush(self) -> None:
