@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -12,6 +13,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from filesim.sync.tree import TEMP_PREFIX
 
 SUPPORT = Path(__file__).parent
 MARKER = ".filesim-share"
@@ -131,17 +134,25 @@ def cpu_seconds(pid: int) -> float:
 
 
 def tree_files(root: Path) -> dict[str, bytes]:
-    """Every file below ``root`` with its content (the marker and the agent's folder excluded)."""
+    """Every file below ``root`` with its content.
+
+    Not the marker, the agent's folder, nor a copy in flight (its temp name is renamed in a
+    moment; ``temp_files`` finds any left behind).
+    """
     found = {}
     for path in sorted(root.rglob("*")):
-        if path.is_file() and path.name != MARKER and ".filesim" not in path.relative_to(root).parts:
-            found[str(path.relative_to(root))] = path.read_bytes()
+        if path.name == MARKER or path.name.startswith(TEMP_PREFIX) \
+                or ".filesim" in path.relative_to(root).parts:
+            continue
+        with contextlib.suppress(FileNotFoundError):  # renamed or deleted since listed
+            if path.is_file():
+                found[str(path.relative_to(root))] = path.read_bytes()
     return found
 
 
 def temp_files(*roots: Path) -> list[Path]:
     """The agent's temp files left below ``roots``."""
-    return [p for root in roots for p in root.rglob(".filesim-tmp.*")]
+    return [p for root in roots for p in root.rglob(f"{TEMP_PREFIX}*")]
 
 
 def reset(path: Path) -> None:
