@@ -272,6 +272,8 @@ def test_a_300_file_folder_renamed_on_windows_is_renamed_on_nfs_in_one_pass(shar
 
     wait_until(lambda: (nfs_dir / "batch-2026").is_dir() and not (nfs_dir / "batch").exists(), 15)
     assert {p.name: p.stat().st_ino for p in (nfs_dir / "batch-2026").iterdir()} == inodes
+    # The agent logs an action after doing it: its line may come a moment after the rename.
+    wait_until(lambda: [e["event"] for e in agent.log_events()].count("rename") >= 1)
     events = agent.log_events()
     assert [e["event"] for e in events].count("rename") == 1
     assert not [e for e in events if e["event"] in ("copy", "delete")], "renamed, not copied"
