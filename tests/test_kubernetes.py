@@ -138,5 +138,4 @@ def test_docker_desktop_serves_the_windows_folder_from_its_host_mount():
     loaded = values.load([DEFAULTS, EXAMPLES / "docker-desktop.yaml"])
     assert loaded.windows_root == "C:\\simulator-data"
     paths = {v["hostPath"]["path"] for v in node_paths_of(loaded)["volumes"]}
-    assert "/run/desktop/mnt/host/c/simulator-data/nas-backup" in paths or \
-        "/run/desktop/mnt/host/c/simulator-data" in paths
+    assert "/run/desktop/mnt/host/c/simulator-data" in paths
