@@ -9,6 +9,7 @@
 #   DIR/state/       the sync agent's state, a plain folder beside it (never on the export)
 #
 # usage: export-fs.sh prepare DIR BYTES   mount (creating or growing the image as needed)
+#        export-fs.sh mount DIR           mount the image if there is one (a flush after a reboot)
 #        export-fs.sh remove DIR          unmount and delete the image and the state
 # Needs root, util-linux (mount, losetup, mountpoint) and e2fsprogs (mkfs.ext4, resize2fs).
 set -eu
@@ -16,6 +17,14 @@ set -eu
 die() {
   printf 'export-fs: %s\n' "$*" >&2
   exit 1
+}
+
+# Mount DIR's image on DIR/export unless it is mounted (after a reboot it is not).
+mount_image() {
+  if ! mountpoint -q "$1/export"; then
+    mount -o loop,nosuid,nodev "$1/export.img" "$1/export"
+    rmdir "$1/export/lost+found" 2>/dev/null || true
+  fi
 }
 
 prepare() {
@@ -29,10 +38,7 @@ prepare() {
     # One inode per 8 KiB; 256-byte inodes keep nanosecond timestamps (the agent needs them).
     mkfs.ext4 -q -F -m 0 -i 8192 -I 256 -E root_owner=0:0,nodiscard "$image"
   fi
-  if ! mountpoint -q "$dir/export"; then
-    mount -o loop,nosuid,nodev "$image" "$dir/export"
-    rmdir "$dir/export/lost+found" 2>/dev/null || true
-  fi
+  mount_image "$dir"
   chmod 0777 "$dir/export"
   current=$(stat -c %s "$image")
   if [ "$bytes" -gt "$current" ]; then
@@ -65,11 +71,17 @@ main() {
       [ $# -eq 3 ] || die "usage: export-fs.sh prepare DIR BYTES"
       prepare "$2" "$3"
       ;;
+    mount)
+      [ $# -eq 2 ] || die "usage: export-fs.sh mount DIR"
+      if [ -f "$2/export.img" ]; then
+        mount_image "$2"
+      fi
+      ;;
     remove)
       [ $# -eq 2 ] || die "usage: export-fs.sh remove DIR"
       remove "$2"
       ;;
-    *) die "usage: export-fs.sh prepare DIR BYTES | remove DIR" ;;
+    *) die "usage: export-fs.sh prepare DIR BYTES | mount DIR | remove DIR" ;;
   esac
 }
 

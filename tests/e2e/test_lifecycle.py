@@ -154,6 +154,39 @@ def test_a_testers_file_deleted_by_the_system_under_test_comes_back_with_restore
     assert podman.nfs_read("nas-output-3", "input.csv") == b"the tester's only copy\n"
 
 
+def kill_every_process(engine, nas: str) -> None:
+    """SIGKILL a pod's processes, conmon first, as the OOM killer or a restored sandbox does."""
+    pods = engine.run(["podman", "pod", "inspect", "--format",
+                       "{{range .Containers}}{{.ID}} {{end}}", engine.pod_name(nas)],
+                      reads_only=True).stdout.split()
+    pids = engine.run(["podman", "inspect", "--format", "{{.State.ConmonPid}} {{.State.Pid}}", *pods],
+                      reads_only=True).stdout.split()
+    conmons, containers = pids[0::2], pids[1::2]
+    subprocess.run(["kill", "-9", *conmons], check=True)
+    subprocess.run(["kill", "-9", *containers], check=True)
+
+
+def test_a_pod_killed_under_podman_is_named_flushed_once_and_redeployed(podman, data_root):
+    """The machine's processes killed and the export unmounted, as after a reboot."""
+    kill_every_process(podman, "nas-output-2")
+    export = Path(podman._node_dir("nas-output-2"), "export")
+    (export / "unseen.csv").write_bytes(b"written just before the kill\n")
+    subprocess.run(["umount", str(export)], check=True)  # as after a reboot
+
+    status = json.loads(invoke(podman, data_root, "status", "--json").stdout)
+    item = next(s for s in status["servers"] if s["name"] == "nas-output-2")
+    assert item["ready"] is False and "killed outside podman" in item["problem"]
+
+    retired = podman.retire("nas-output-2", print)  # podman's own `pod stop` would hang here
+    assert retired.removed, retired.why
+    folder = podman.windows_folder("nas-output-2")
+    assert (folder / "unseen.csv").read_bytes() == b"written just before the kill\n"
+
+    deployed = invoke(podman, data_root, "deploy")
+    assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+    assert podman.nfs_read("nas-output-2", "unseen.csv") == b"written just before the kill\n"
+
+
 def test_destroy_flushes_and_keeps_an_export_it_cannot_flush(podman):
     folder = podman.windows_folder("nas-output-3")
     (folder / "jammed").mkdir()

@@ -307,7 +307,7 @@ class KubernetesEngine(Engine):
                               f"(`invoke setup --engine kubernetes --dry-run` shows it per cluster)")
 
     def _export_fs(self, action: str, nas: str, *args: str) -> None:
-        """Prepare or remove one NAS's export filesystem and state on the node."""
+        """Prepare, mount or remove one NAS's export filesystem and state on the node."""
         code, output = self._on_node(["sh", "-c", EXPORT_FS.read_text(), "export-fs", action,
                                       self._node_dir(nas), *args])
         if code != 0:
@@ -569,6 +569,7 @@ class KubernetesEngine(Engine):
             if known else ["filesim-sync", "--nfs", EXPORT_DIR, "--windows",
                            f"{WINDOWS_ROOT_DIR}/{nas}", "--state", STATE_DIR, "--mode", mode]
         folder = self._node_dir(nas)
+        self._export_fs("mount", nas)  # unmounted since a reboot: an empty folder is not the export
         name = f"{self.values.object_name(nas)}-once"
         body = {"apiVersion": "v1", "kind": "Pod",
                 "metadata": {"name": name, "namespace": self.namespace,

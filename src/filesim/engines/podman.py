@@ -9,6 +9,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,11 @@ PART_OF = "app.kubernetes.io/part-of=filesim"
 #: Pod label holding the hash of the manifest a pod was started from (deploy skips it if equal;
 #: podman 4.3 passes neither --annotation nor template annotations of a Deployment to its pod).
 SPEC_LABEL = "filesim.dev/spec"
+#: Status of a container podman thinks runs but whose processes were killed (see _mark_gone).
+GONE = "gone"
+#: `pod stop` waits 15 s for the agent's flush; longer means podman itself is stuck.
+STOP_TIMEOUT = 60
+RM_ATTEMPTS = 5
 #: Programs the podman engine needs (each is also the Debian package's name).
 TOOLS = ("podman", "runc", "catatonit", "debootstrap")
 
@@ -139,7 +145,7 @@ class PodmanEngine(Engine):
         return node_dir(self.values.namespace, self.values.object_name(nas))
 
     def _export_fs(self, action: str, nas: str, *args: str) -> None:
-        """Prepare or remove one NAS's export filesystem and state on this host."""
+        """Prepare, mount or remove one NAS's export filesystem and state on this host."""
         if os.geteuid() != 0 and not self.run.dry_run:
             raise EngineError("every export gets a filesystem of its own, and mounting one needs "
                               "root: run the task with sudo")
@@ -152,7 +158,33 @@ class PodmanEngine(Engine):
         result = self.run(["podman", "pod", "ps", "--filter", f"label={PART_OF}", "--filter",
                            f"label=filesim.dev/deployment={self.values.namespace}",
                            "--format", "json"], reads_only=True)
-        return {pod["Name"]: pod for pod in json.loads(result.stdout or "[]")}
+        pods = {pod["Name"]: pod for pod in json.loads(result.stdout or "[]")}
+        self._mark_gone(pods)
+        return pods
+
+    def _mark_gone(self, pods: dict[str, dict[str, Any]]) -> None:
+        """Give containers whose processes were killed (conmon too) the status ``gone``.
+
+        podman keeps such containers "running" (or "stopping") for good and then waits
+        forever on `pod stop`: a machine's processes killed under it (OOM killer, a
+        sandbox restored without them) must not hang or fool deploy, status or destroy.
+        """
+        claimed = [c for pod in pods.values() for c in pod.get("Containers", [])
+                   if c["Status"] in ("running", "stopping", "paused")]
+        if not claimed:
+            return
+        result = self.run(["podman", "container", "inspect", "--format",
+                           "{{.Id}} {{.State.ConmonPid}}", *(c["Id"] for c in claimed)],
+                          check=False, reads_only=True)
+        conmon = dict(line.split() for line in result.stdout.splitlines() if len(line.split()) == 2)
+        for container in claimed:
+            if not _is_conmon(conmon.get(container["Id"], "0")):
+                container["Status"] = GONE
+
+    def _gone(self, nas: str) -> bool:
+        """Whether the NAS's pod exists with processes killed under podman."""
+        pod = self._pods().get(self.pod_name(nas))
+        return pod is not None and any(c["Status"] == GONE for c in pod.get("Containers", []))
 
     def pod_name(self, nas: str) -> str:
         """Podman names a Deployment's pod ``<name>-pod-0``."""
@@ -181,7 +213,9 @@ class PodmanEngine(Engine):
                           for c in pod.get("Containers", [])}
                 item.running = all(states.get(c) == "running" for c in ("sync", "nfs"))
                 item.agent, problem = self._agent_status(nas.name)
-                if not item.running:
+                if GONE in states.values():
+                    problem = "its processes were killed outside podman; `invoke deploy` restarts it"
+                elif not item.running:
                     problem = "containers: " + ", ".join(f"{k} {v}" for k, v in sorted(states.items()))
                 elif not _serves(port):
                     problem = f"nothing listens on 127.0.0.1:{port} yet"
@@ -257,9 +291,13 @@ class PodmanEngine(Engine):
         return names + sorted(found - set(names))
 
     def stop_nfs(self, nas: str) -> None:
+        if self._gone(nas):
+            return
         self.run(["podman", "stop", "--time", "10", self._container(nas, "nfs")], check=False)
 
     def agent_request(self, nas: str, kind: str, timeout: float) -> dict[str, Any] | None:
+        if self._gone(nas):
+            return None
         result = self.run(["podman", "exec", self._container(nas, "sync"), "filesim-sync",
                            "--state", STATE_DIR, "--request", kind, "--timeout", str(timeout)],
                           check=False, reads_only=True, timeout=timeout + READ_TIMEOUT)
@@ -270,18 +308,40 @@ class PodmanEngine(Engine):
 
     def remove_pod(self, nas: str, progress: Progress) -> None:
         pod = self.pod_name(nas)
-        if self.run(["podman", "pod", "exists", pod], check=False, reads_only=True).returncode == 0:
-            # Graceful stop first: `kube down` kills at once and the agent could not flush.
-            self.run(["podman", "pod", "stop", "--time", "15", pod])
-            self.run(["podman", "pod", "rm", "--force", pod])
+        if self.run(["podman", "pod", "exists", pod], check=False, reads_only=True).returncode != 0:
+            return
+        # Graceful stop first: `kube down` kills at once and the agent could not flush. Where
+        # that fails, the export stays and retire() flushes it once before anything removes it.
+        if self._gone(nas):
+            progress(f"{nas}: its processes were killed outside podman; removing the pod")
+        elif not self._stopped(pod):
+            progress(f"{nas}: the pod did not stop; removing it by force")
+        # With killed processes podman removes a pod's containers over a few tries (each finds
+        # the next one in an "improper state"); the last error is the one worth reporting.
+        for attempt in range(RM_ATTEMPTS):
+            try:
+                self.run(["podman", "pod", "rm", "--force", "--time", "0", pod])
+                return
+            except CommandError:
+                if attempt == RM_ATTEMPTS - 1:
+                    raise
+                time.sleep(1)
+
+    def _stopped(self, pod: str) -> bool:
+        try:
+            return self.run(["podman", "pod", "stop", "--time", "15", pod], check=False,
+                            timeout=STOP_TIMEOUT).returncode == 0
+        except CommandError:  # podman stuck past the timeout
+            return False
 
     def final_status(self, nas: str) -> dict[str, Any] | None:
         return read_status(Path(self._node_dir(nas), "state"))
 
     def one_shot(self, nas: str, *flags: str) -> tuple[int, str]:
         folder = self._node_dir(nas)
-        if not Path(folder, "export").is_dir():
+        if not Path(folder, "export.img").is_file():
             return 0, '{"unsynced": []}'  # nothing was ever exported
+        self._export_fs("mount", nas)  # unmounted since a reboot: an empty folder is not the export
         result = self.run(["podman", "run", "--rm", "--network", "none",
                            "-v", f"{self.data_root}:{WINDOWS_ROOT_DIR}",
                            "-v", f"{folder}/export:{EXPORT_DIR}", "-v", f"{folder}/state:{STATE_DIR}",
@@ -327,6 +387,15 @@ def _label_with_spec(path: Path, image_id: str) -> str:
             obj["spec"]["template"]["metadata"]["labels"][SPEC_LABEL] = spec
     path.write_text(yaml.safe_dump_all(objects, sort_keys=False))
     return spec
+
+
+def _is_conmon(pid: str) -> bool:
+    """Whether ``pid`` is a live conmon (the monitor podman starts with every container)."""
+    try:
+        name, _, rest = Path(f"/proc/{int(pid)}/stat").read_text().partition(") ")
+    except (OSError, ValueError):
+        return False
+    return name.endswith("(conmon") and not rest.startswith(("Z", "X"))  # a zombie is dead
 
 
 def _serves(port: int) -> bool:
