@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import json
 import os
+import time
 
 import pytest
 from harness import WatcherProcess, wait_until
 
 from filesim.sync.journal import JOURNAL, ROTATE_BYTES, STALE, JournalReader, JournalWriter
+from filesim.sync.reconcile import RACY_SECONDS
 
 
 def test_hints_written_by_the_watcher_are_read_once_each(tmp_path):
@@ -90,6 +92,23 @@ def test_with_the_watcher_a_dropped_file_reaches_nfs_without_waiting_for_a_poll(
         wait_until(_synced(nfs_dir, f"in-{i}.csv", content), 3)
     (share.backing / "in-0.csv").unlink()
     wait_until(lambda: not (nfs_dir / "in-0.csv").exists(), 3)
+
+
+@pytest.mark.slow
+def test_with_the_watcher_an_edit_that_keeps_size_and_mtime_reaches_nfs_at_once(
+        share, nfs_dir, make_agent, watcher):
+    report = share.backing / "report.csv"
+    report.write_bytes(b"total: 100\n")
+    make_agent().run_once()
+    time.sleep(RACY_SECONDS + 1)  # an mtime in an earlier second: only the content tells the edit
+    agent = make_agent(interval=60).start()  # neither a poll nor the hash sweep comes in time
+    watcher.start()
+    wait_until(lambda: agent.status()["windows_changes"] == "journal", 10)
+
+    before = report.stat()
+    report.write_bytes(b"total: 200\n")
+    os.utime(report, ns=(before.st_atime_ns, before.st_mtime_ns))  # as robocopy /COPY:DAT does
+    wait_until(_synced(nfs_dir, "report.csv", b"total: 200\n"), 3)
 
 
 @pytest.mark.slow

@@ -37,6 +37,8 @@ MODES = ("bidirectional", "to-windows", "to-nfs")
 NAME_POLICIES = ("encode", "report")
 DELETE_WINDOW = 10.0
 RACY_SECONDS = 2.0
+#: A Windows hint this soon after the agent's own copy there is taken as the copy's echo.
+ECHO_SECONDS = 10.0
 #: Fewer deletions than this are never held by the mass-deletion guard.
 MIN_HELD = 10
 REFUSED = {errno.EACCES: "refused (open in another program, read-only or locked?)",
@@ -227,6 +229,8 @@ class Reconciler:
         # "racy" (as in git's index) and verified by content until a later second has passed.
         now = time.time()
         self.racy: set[str] = set(state.recent_on_windows(int((now - RACY_SECONDS) * 1e9)))
+        #: Path → when the agent last wrote its Windows copy (self.clock()).
+        self.echoes: dict[str, float] = {}
 
     # -- modes -------------------------------------------------------------------------------
 
@@ -325,10 +329,13 @@ class Reconciler:
         The agent's own copies raise events (NFS) and hints (Windows) too: a file that still
         has its agreed signature, and that nothing waits on, needs no pass. Folders always do
         (their signature does not tell what happened inside); so does a racy Windows file,
-        after its content is checked.
+        after its content is checked. A hinted Windows file that kept its signature and is no
+        echo of the agent's own copy is hashed: its edit may have kept size and mtime
+        (``touch -r``, ``robocopy /COPY:DAT``).
         """
         state, tree = self.state, self.trees[side]
         worth = set()
+        now = self.clock()
         for name in names:
             path = name if side == NFS else state.path_of_win(name)
             agreed = None if path is None else (
@@ -345,9 +352,14 @@ class Reconciler:
                 sig = tree.stat(name)
             except SideUnavailable:
                 sig = None
-            if sig is None or sig_hash(sig) != agreed:
+            changed = sig is None or sig_hash(sig) != agreed
+            if changed or (side == WINDOWS and not self._echo_of_own_copy(path, now)
+                           and self.verify(path)):
                 worth.add(name)
         return worth
+
+    def _echo_of_own_copy(self, path: str, now: float) -> bool:
+        return now - self.echoes.get(path, -ECHO_SECONDS) < ECHO_SECONDS
 
     def observe(self, nfs_paths: Iterable[str] = (), win_paths: Iterable[str] = ()) -> list[Item]:
         """Items for ``nfs_paths`` and the paths ``win_paths`` stand for.
@@ -722,9 +734,18 @@ class Reconciler:
         if source == NFS and item.path in self.trees[NFS].linked:
             self.links_changed = True
         nfs, windows = (src_sig, new) if source == NFS else (new, src_sig)
+        if dest == WINDOWS:
+            self._echo(item.path)
         agent_wrote_windows = dest == WINDOWS if by_agent is None else by_agent
         self._agree(item.path, agreed_entry(item.win, nfs, windows, sha, by_agent=agent_wrote_windows))
         self.forced.discard(item.path)
+
+    def _echo(self, path: str) -> None:
+        """Note that the agent just wrote the Windows copy of ``path`` (its hints are echoes)."""
+        now = self.clock()
+        if len(self.echoes) >= 10_000:
+            self.echoes = {p: t for p, t in self.echoes.items() if now - t < ECHO_SECONDS}
+        self.echoes[path] = now
 
     def _same_content(self, item: Item, source: str, entry: Entry) -> bool:
         """Whether a changed source still holds the agreed content (a chmod, a touch -r)."""
