@@ -389,7 +389,7 @@ def main() -> None:
     parser.add_argument("--latency-files", type=sizes, default=[10_000, 100_000])
     parser.add_argument("--sizes", type=sizes, default=[1_000, 10_000, 100_000])
     parser.add_argument("--initial-files", type=int, default=100_000)
-    parser.add_argument("--idle-seconds", type=float, default=20)
+    parser.add_argument("--idle-seconds", type=float, default=60)
     parser.add_argument("--seed-mb", type=int, default=1024)
     parser.add_argument("--only", default=",".join(SECTIONS),
                         help=f"comma-separated sections to run (default all: {','.join(SECTIONS)})")
