@@ -90,13 +90,20 @@ class Workspaces:
 
 
 def start_agent(nfs: Path, windows: Path, state: Path, interval: float = 2.0) -> subprocess.Popen:
+    """An agent over an agreed tree; returns once its first pass is done and nothing is pending.
+
+    The research loop's passes before it set every Windows mtime to the NFS copy's (the agent
+    does not carry mtimes over), so a new agent first re-agrees every file: measurements
+    start after that catch-up.
+    """
     proc = subprocess.Popen([*AGENT, "--nfs", nfs, "--windows", windows, "--state", state, "--mode",
                              "bidirectional", "--interval", str(interval), "--log-format", "json"],
                             stdout=subprocess.DEVNULL)
     deadline = time.monotonic() + 900
-    while _status(state).get("pid") != proc.pid or not _status(state).get("last_full_pass"):
+    while (status := _status(state)).get("pid") != proc.pid or not status.get("last_full_pass") \
+            or status.get("pending"):
         if time.monotonic() > deadline or proc.poll() is not None:
-            fail("the agent did not start")
+            fail("the agent did not start (or did not agree the tree in 15 minutes)")
         time.sleep(0.05)
     return proc
 
