@@ -17,7 +17,7 @@ from filesim.sync.names import display
 from filesim.sync.problems import Problems
 from filesim.sync.reconcile import NFS, WINDOWS, Reconciler
 from filesim.sync.reconcile import Settings as Decisions
-from filesim.sync.schedule import SAFETY_SHARES, ScanCost
+from filesim.sync.schedule import SAFETY_SHARE, ScanCost
 from filesim.sync.settings import Settings
 from filesim.sync.state import State
 from filesim.sync.tree import Poll, SideUnavailable, Tree
@@ -74,7 +74,7 @@ class Agent:
         self.stop_requested = False
         self.started_at = time.time()
         self.interval = settings.interval
-        self.costs = {side: ScanCost(SAFETY_SHARES[side]) for side in (NFS, WINDOWS)}
+        self.costs = {NFS: ScanCost(), WINDOWS: ScanCost()}
         self.next_poll = self.next_rescan = 0.0
         #: The next pass polls the Windows side now (hints said so, or their mode changed).
         self.poll_windows = False
@@ -439,7 +439,7 @@ class Agent:
 
         Files are taken from the state in path order, a few at a time, so a pass over 100,000
         files holds no list of them. With the host watcher's hints the sweep is a safety net
-        like the polls: it then uses at most its SAFETY_SHARES of a core, however long a pass takes.
+        like the polls: it then uses at most SAFETY_SHARE of a core, however long a pass takes.
         """
         settings = self.settings
         now = time.monotonic()
@@ -466,7 +466,7 @@ class Agent:
                 self.log.warning("changed in place", extra={"path": display(path),
                                                             "detail": "same size and mtime"})
                 self.sync_paths({path})
-        self._sweep_resume = now + (time.process_time() - spent) / SAFETY_SHARES["sweep"]
+        self._sweep_resume = now + (time.process_time() - spent) / SAFETY_SHARE
 
     # -- NFS-side events ---------------------------------------------------------------------
 
