@@ -115,3 +115,27 @@ def test_a_state_from_an_older_agent_starts_over_and_keeps_the_share_identity(tm
     db.close()
     state = State(folder)
     assert len(state) == 0 and state.meta == {"schema": SCHEMA_VERSION, "share_id": "kept"}
+
+
+def test_within_a_batch_every_read_sees_the_latest_put_drop_and_commit(tmp_path):
+    state = State(tmp_path / "state")
+
+    def version(size: int):
+        return agreed_entry("a.txt", Sig(Kind.FILE, size, 2, 3, 4, False),
+                            Sig(Kind.FILE, size, 2, 0, 0, False), "ab" * 32, by_agent=True)
+
+    state.put("a.txt", version(1))
+    state.commit()
+    with state.batch():
+        assert state.get("a.txt") == version(1)  # read back from SQLite, kept
+        state.put("a.txt", version(2))
+        assert state.get("a.txt") == version(2)
+        state.commit()
+        assert state.get("a.txt") == version(2)
+        state.drop("a.txt")
+        state.commit()
+        assert state.get("a.txt") is None
+        state.put("a.txt", version(3))
+        state.commit()
+        assert state.get("a.txt") == version(3)
+    assert State(tmp_path / "state").get("a.txt") == version(3)

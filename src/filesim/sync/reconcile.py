@@ -493,6 +493,10 @@ class Reconciler:
         items = [i for i in items if self.flushing or not self.problems.waiting(i.path)]
         for tree in self.trees.values():
             tree.begin_batch()
+        with self.state.batch():
+            self._reconcile(items)
+
+    def _reconcile(self, items: list[Item]) -> None:
         try:
             items = self._renames(items)
             deletions: list[tuple[Item, str]] = []

@@ -12,8 +12,10 @@ that is ~16 MiB, where whole entries in memory took ~90.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
 
@@ -43,6 +45,8 @@ COLUMNS = "win, kind, size, nfs_mtime, nfs_ino, nfs_ctime, win_mtime, sha, by_ag
 HASH_BITS = 64
 HASH_MASK = (1 << HASH_BITS) - 1
 COMMIT_EVERY = 500
+#: Entries one batch keeps read back from SQLite at most (~6 MB).
+BATCH_CACHE = 20_000
 
 
 class Entry(NamedTuple):
@@ -138,6 +142,8 @@ class State:
         #: Changes not yet in SQLite (None: dropped), and their Windows names by case.
         self._pending: dict[str, Entry | None] = {}
         self._pending_folded: dict[str, str] = {}
+        #: Entries read back from SQLite within one batch (see :meth:`batch`), else None.
+        self._read: dict[str, Entry] | None = None
         for row in self.db.execute(f"SELECT path, {COLUMNS} FROM agreed"):
             self._index(os.fsdecode(row[0]), _entry(row[1:]))
 
@@ -203,9 +209,28 @@ class State:
             return self._pending[path]
         if path not in self._keys:
             return None
+        if self._read is not None and path in self._read:
+            return self._read[path]
         row = self.db.execute(f"SELECT {COLUMNS} FROM agreed WHERE path = ?",
                               (os.fsencode(path),)).fetchone()
-        return None if row is None else _entry(row)
+        entry = None if row is None else _entry(row)
+        if self._read is not None and entry is not None:
+            if len(self._read) >= BATCH_CACHE:
+                self._read.clear()  # a huge batch: memory first
+            self._read[path] = entry
+        return entry
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Keep what is read back from SQLite until the end: a batch asks for each path often."""
+        if self._read is not None:
+            yield  # within a batch already
+            return
+        self._read = {}
+        try:
+            yield
+        finally:
+            self._read = None
 
     def win_of(self, path: str) -> str | None:
         """The agreed Windows name of ``path``."""
@@ -299,6 +324,8 @@ class State:
     def put(self, path: str, entry: Entry) -> None:
         """Record an agreed version; written at the next commit."""
         self._index(path, entry)
+        if self._read is not None:
+            self._read.pop(path, None)
         self._pending[path] = entry
         self._pending_folded[case_key(entry.win)] = path
         if len(self._pending) >= COMMIT_EVERY:
@@ -309,6 +336,8 @@ class State:
         if path in self._keys:
             win = self.win_of(path)
             self._unindex(path)
+            if self._read is not None:
+                self._read.pop(path, None)
             self._pending[path] = None
             if win is not None and self._pending_folded.get(case_key(win)) == path:
                 del self._pending_folded[case_key(win)]
