@@ -8,6 +8,7 @@ Usage: python benchmarks/podman.py [--runs 20] [--keep-image] [--smoke]
 from __future__ import annotations
 
 import argparse
+import shutil
 import statistics
 import sys
 import tempfile
@@ -83,6 +84,7 @@ def main() -> None:
                          ""))
     finally:
         engine.destroy(quiet, force=True)
+        shutil.rmtree(data_root)  # the NAS folders this run made (destroy keeps a tester's)
     print(f"`python benchmarks/podman.py{' --smoke' if args.smoke else ''}` "
           f"({'smoke: not figures' if args.smoke else f'{runs} check-sync runs'})\n")
     print("| measure | figure | target |\n|---|---|---|")
