@@ -156,10 +156,10 @@ def test_a_testers_file_deleted_by_the_system_under_test_comes_back_with_restore
 
 def kill_every_process(engine, nas: str) -> None:
     """SIGKILL a pod's processes, conmon first, as the OOM killer or a restored sandbox does."""
-    pods = engine.run(["podman", "pod", "inspect", "--format",
-                       "{{range .Containers}}{{.ID}} {{end}}", engine.pod_name(nas)],
-                      reads_only=True).stdout.split()
-    pids = engine.run(["podman", "inspect", "--format", "{{.State.ConmonPid}} {{.State.Pid}}", *pods],
+    ids = engine.run(["podman", "pod", "inspect", "--format",
+                      "{{range .Containers}}{{.ID}} {{end}}", engine.pod_name(nas)],
+                     reads_only=True).stdout.split()
+    pids = engine.run(["podman", "inspect", "--format", "{{.State.ConmonPid}} {{.State.Pid}}", *ids],
                       reads_only=True).stdout.split()
     conmons, containers = pids[0::2], pids[1::2]
     subprocess.run(["kill", "-9", *conmons], check=True)

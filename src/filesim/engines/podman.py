@@ -181,10 +181,13 @@ class PodmanEngine(Engine):
             if not _is_conmon(conmon.get(container["Id"], "0")):
                 container["Status"] = GONE
 
+    def _pod(self, nas: str) -> dict[str, Any] | None:
+        """The NAS's pod as :meth:`_pods` lists it (killed containers marked), if it exists."""
+        return self._pods().get(self.pod_name(nas))
+
     def _gone(self, nas: str) -> bool:
         """Whether the NAS's pod exists with processes killed under podman."""
-        pod = self._pods().get(self.pod_name(nas))
-        return pod is not None and any(c["Status"] == GONE for c in pod.get("Containers", []))
+        return _killed(self._pod(nas))
 
     def pod_name(self, nas: str) -> str:
         """Podman names a Deployment's pod ``<name>-pod-0``."""
@@ -213,7 +216,7 @@ class PodmanEngine(Engine):
                           for c in pod.get("Containers", [])}
                 item.running = all(states.get(c) == "running" for c in ("sync", "nfs"))
                 item.agent, problem = self._agent_status(nas.name)
-                if GONE in states.values():
+                if _killed(pod):
                     problem = "its processes were killed outside podman; `invoke deploy` restarts it"
                 elif not item.running:
                     problem = "containers: " + ", ".join(f"{k} {v}" for k, v in sorted(states.items()))
@@ -307,14 +310,15 @@ class PodmanEngine(Engine):
             return None
 
     def remove_pod(self, nas: str, progress: Progress) -> None:
-        pod = self.pod_name(nas)
-        if self.run(["podman", "pod", "exists", pod], check=False, reads_only=True).returncode != 0:
+        listed = self._pod(nas)
+        if listed is None:
             return
+        pod = self.pod_name(nas)
         # Graceful stop first: `kube down` kills at once and the agent could not flush. Where
         # that fails, the export stays and retire() flushes it once before anything removes it.
-        if self._gone(nas):
+        if _killed(listed):
             progress(f"{nas}: its processes were killed outside podman; removing the pod")
-        elif not self._stopped(pod):
+        elif not self._stop_gracefully(pod):
             progress(f"{nas}: the pod did not stop; removing it by force")
         # With killed processes podman removes a pod's containers over a few tries (each finds
         # the next one in an "improper state"); the last error is the one worth reporting.
@@ -327,11 +331,12 @@ class PodmanEngine(Engine):
                     raise
                 time.sleep(1)
 
-    def _stopped(self, pod: str) -> bool:
+    def _stop_gracefully(self, pod: str) -> bool:
+        """``pod stop`` with the agent's flush time; False if it failed or podman got stuck."""
         try:
             return self.run(["podman", "pod", "stop", "--time", "15", pod], check=False,
                             timeout=STOP_TIMEOUT).returncode == 0
-        except CommandError:  # podman stuck past the timeout
+        except CommandError:  # stuck past the timeout
             return False
 
     def final_status(self, nas: str) -> dict[str, Any] | None:
@@ -387,6 +392,11 @@ def _label_with_spec(path: Path, image_id: str) -> str:
             obj["spec"]["template"]["metadata"]["labels"][SPEC_LABEL] = spec
     path.write_text(yaml.safe_dump_all(objects, sort_keys=False))
     return spec
+
+
+def _killed(pod: dict[str, Any] | None) -> bool:
+    """Whether a listed pod has a container whose processes were killed under podman."""
+    return pod is not None and any(c["Status"] == GONE for c in pod.get("Containers", []))
 
 
 def _is_conmon(pid: str) -> bool:

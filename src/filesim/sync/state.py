@@ -142,8 +142,9 @@ class State:
         #: Changes not yet in SQLite (None: dropped), and their Windows names by case.
         self._pending: dict[str, Entry | None] = {}
         self._pending_folded: dict[str, str] = {}
-        #: Entries read back from SQLite within one batch (see :meth:`batch`), else None.
-        self._read: dict[str, Entry] | None = None
+        #: Entries read back from SQLite while a batch is open (see :meth:`batch`).
+        self._read: dict[str, Entry] = {}
+        self._batches = 0
         for row in self.db.execute(f"SELECT path, {COLUMNS} FROM agreed"):
             self._index(os.fsdecode(row[0]), _entry(row[1:]))
 
@@ -209,12 +210,12 @@ class State:
             return self._pending[path]
         if path not in self._keys:
             return None
-        if self._read is not None and path in self._read:
+        if path in self._read:
             return self._read[path]
         row = self.db.execute(f"SELECT {COLUMNS} FROM agreed WHERE path = ?",
                               (os.fsencode(path),)).fetchone()
         entry = None if row is None else _entry(row)
-        if self._read is not None and entry is not None:
+        if self._batches and entry is not None:
             if len(self._read) >= BATCH_CACHE:
                 self._read.clear()  # a huge batch: memory first
             self._read[path] = entry
@@ -223,14 +224,13 @@ class State:
     @contextlib.contextmanager
     def batch(self) -> Iterator[None]:
         """Keep what is read back from SQLite until the end: a batch asks for each path often."""
-        if self._read is not None:
-            yield  # within a batch already
-            return
-        self._read = {}
+        self._batches += 1
         try:
             yield
         finally:
-            self._read = None
+            self._batches -= 1
+            if not self._batches:
+                self._read.clear()
 
     def win_of(self, path: str) -> str | None:
         """The agreed Windows name of ``path``."""
@@ -324,8 +324,7 @@ class State:
     def put(self, path: str, entry: Entry) -> None:
         """Record an agreed version; written at the next commit."""
         self._index(path, entry)
-        if self._read is not None:
-            self._read.pop(path, None)
+        self._read.pop(path, None)
         self._pending[path] = entry
         self._pending_folded[case_key(entry.win)] = path
         if len(self._pending) >= COMMIT_EVERY:
@@ -336,8 +335,7 @@ class State:
         if path in self._keys:
             win = self.win_of(path)
             self._unindex(path)
-            if self._read is not None:
-                self._read.pop(path, None)
+            self._read.pop(path, None)
             self._pending[path] = None
             if win is not None and self._pending_folded.get(case_key(win)) == path:
                 del self._pending_folded[case_key(win)]
