@@ -50,6 +50,27 @@ def test_a_poll_of_unchanged_trees_reports_nothing_and_an_edit_on_either_side(tm
     assert nfs.poll(state.nfs_hash, len(state), state.paths).deleted == {"top.txt"}
 
 
+def test_a_folder_renamed_while_a_poll_walks_is_seen_under_both_names(tmp_path):
+    files = [f"batch/f{i}.dat" for i in range(5)]
+    nfs, windows = _trees(tmp_path, "batch/", *files)
+    state = State(tmp_path / "state")
+    for path in ("batch", *files):
+        _agree(state, nfs, windows, path)
+    looked_at: list[str] = []
+
+    def agreed(path: str) -> int | None:
+        if not looked_at:  # the tester renames the folder just as the walk reached it
+            (tmp_path / "windows" / "batch").rename(tmp_path / "windows" / "batch-2026")
+        looked_at.append(path)
+        return state.win_hash(path)
+
+    found = windows.poll(agreed, len(state), state.win_names)
+
+    # Both names in one poll: the agent can pair them as a rename (not copy and hold deletions).
+    assert set(found.changed) == {"batch-2026", *(f.replace("batch", "batch-2026") for f in files)}
+    assert found.deleted == {"batch", *files}
+
+
 def test_entries_survive_a_restart_with_names_that_are_not_utf8_and_other_windows_names(tmp_path):
     raw = os.fsdecode(b"legacy-\xe9t\xe9.txt")
     win = names.encode(raw)

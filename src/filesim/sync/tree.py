@@ -26,6 +26,8 @@ from filesim.sync.status import HIDDEN, MARKER, PROBE_PREFIX
 
 TEMP_PREFIX = ".filesim-tmp."
 CHUNK = 1 << 20
+#: Walks of one poll at most, when folders keep moving while it walks.
+POLL_ATTEMPTS = 3
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 #: No O_NOATIME: on files of other uids (NFS clients) it needs CAP_FOWNER, which the agent lacks.
 READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -154,6 +156,8 @@ class Tree:
         self.file_mode = file_mode
         self.dir_mode = dir_mode
         self.keep = keep
+        #: Set when a walk found a folder gone that its parent had listed (moved meanwhile).
+        self.torn = False
         #: Folder listings of the current batch (case-insensitive sides check exact names).
         self._names: dict[str, set[str]] = {}
         #: Files seen in this batch that have other names (hard links).
@@ -296,6 +300,21 @@ class Tree:
              known_names: Callable[[], Iterable[str]]) -> Poll:
         """Compare the whole tree with the agreed signatures; only differences are kept.
 
+        A poll that saw a folder vanish, or a tree that changed between its two walks (a
+        folder renamed meanwhile), is done again, up to POLL_ATTEMPTS times: else the
+        folder's files look deleted and their new names unseen, and no rename is found.
+        """
+        for _ in range(POLL_ATTEMPTS):
+            self.torn = False
+            found = self._poll(agreed, known, known_names)
+            if not self.torn:
+                break
+        return found
+
+    def _poll(self, agreed: Callable[[str], int | None], known: int,
+              known_names: Callable[[], Iterable[str]]) -> Poll:
+        """One walk of :meth:`poll`.
+
         ``agreed`` gives the hash (:func:`sig_hash`) of the signature agreed at a name, of
         which there are ``known``. This runs every interval over the Windows share, so a
         matching entry costs one stat relative to its open folder, one tuple hash and one
@@ -338,7 +357,11 @@ class Tree:
         deleted: set[str] = set()
         if matched < known:
             seen = {f"{d}/{n}" if d else n for d, names, _ in self._directories("") for n in names}
-            deleted = set(known_names()) - seen
+            names = set(known_names())
+            deleted = names - seen
+            # The second walk saw another tree (a folder moved under the first, which then
+            # saw part of it): its new names are missing from ``changed``.
+            self.torn |= len(seen) != total or len(names) - len(deleted) != matched
         return Poll(changed, deleted, total)
 
     def _directories(self, rel: str) -> Iterator[tuple[str, list[str], int]]:
@@ -352,9 +375,10 @@ class Tree:
             current = stack.pop()
             try:
                 fd = self.walk_dir(current)
-            except (FileNotFoundError, Blocked):
+            except (FileNotFoundError, Blocked) as exc:
                 if not current:
                     raise SideUnavailable(f"{self.name}: root {self.root} is missing") from None
+                self.torn |= isinstance(exc, FileNotFoundError)
                 continue
             try:
                 with os.scandir(fd) as entries:
