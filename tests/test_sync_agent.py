@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
-from harness import temp_files, tree_files, wait_until
+from harness import cpu_seconds, temp_files, tree_files, wait_until
 
 CONFLICT = re.compile(r"^(?P<stem>.+)\.conflict-(?P<side>nfs|windows)-\d{8}T\d{6}Z(?P<suffix>.*)$")
 
@@ -46,6 +46,26 @@ def test_missing_share_marker_exits_3_with_one_clear_line(share, make_agent):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1
     assert ".filesim-share is missing" in lines[0] and "not mounted" in lines[0]
+
+
+def test_a_share_marker_vanishing_while_running_costs_little_until_it_is_back(share, nfs_dir,
+                                                                            make_agent):
+    marker = share.backing / ".filesim-share"
+    identity = marker.read_text()
+    agent = make_agent().start()
+    marker.unlink()  # the 9p mount went away under the agent (the laptop slept)
+    wait_until(lambda: not (agent.status() or {}).get("share_mounted", True))
+    before = cpu_seconds(agent.pid)
+
+    time.sleep(5)
+
+    cpu = (cpu_seconds(agent.pid) - before) / 5
+    assert cpu <= 0.10, f"the agent used {cpu:.0%} of a core waiting for the share"
+    assert [e["event"] for e in agent.log_events()].count(
+        "share marker missing: Windows share not mounted; nothing is synced") == 1
+    marker.write_text(identity)
+    (share.backing / "after.txt").write_text("the share is back\n")
+    wait_until(lambda: (nfs_dir / "after.txt").exists())
 
 
 def test_files_flow_both_ways_without_echo(share, nfs_dir, make_agent):

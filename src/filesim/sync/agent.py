@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 import logging
 import os
-import queue
 import signal
 import time
 from typing import Any
 
 from filesim.sync import status as protocol
-from filesim.sync.inotify import RESCAN, NfsEvents
+from filesim.sync.inotify import RESCAN, Events, NfsEvents
 from filesim.sync.journal import JOURNAL, STALE, JournalReader
 from filesim.sync.names import display
 from filesim.sync.problems import Problems
@@ -64,11 +63,13 @@ class Agent:
                       settings.max_delete_fraction, settings.windows_names,
                       len(settings.windows_root)),
             self.problems, log)
-        self.events: queue.Queue[str | None] = queue.Queue()
+        self.events = Events()
         self.nfs_events = NfsEvents(settings.nfs, self.events, self.reconciler.complete[NFS], log)
         self.journal = JournalReader(settings.windows / JOURNAL)
         #: Whether the host watcher's hints are relied on (else the Windows side is polled).
         self.hinted = False
+        #: Hinted Windows paths read by an idle tick, for the loop's next round.
+        self.hinted_paths: set[str] = set()
         #: Set by the SIGTERM/SIGINT handler. A plain flag: a handler runs between two bytecodes
         #: of the main thread and must take no lock that code may hold (the event queue's did).
         self.stop_requested = False
@@ -76,6 +77,8 @@ class Agent:
         self.interval = settings.interval
         self.costs = {NFS: ScanCost(), WINDOWS: ScanCost()}
         self.next_poll = self.next_rescan = 0.0
+        #: When the loop must do its work next even if nothing arrives (monotonic clock).
+        self.due = 0.0
         #: The next pass polls the Windows side now (hints said so, or their mode changed).
         self.poll_windows = False
         self.status_written = 0.0
@@ -89,10 +92,12 @@ class Agent:
         self.rescan_nfs = False
         self.barriers: dict[str, int] = {}
         #: The requests folder as last listed (mtime, inode): unchanged, it is not listed again.
+        self._requests = settings.state / protocol.REQUESTS
         self._requests_seen: tuple[int, int] | None = None
         self._sweep: list[tuple[str, int]] = []
         self._sweep_after: str | None = None
         self._sweep_budget = 0.0
+        self._sweep_rate = 1.0
         self._sweep_last = time.monotonic()
         self._sweep_resume = 0.0
         self._last_summary = time.monotonic()
@@ -154,10 +159,10 @@ class Agent:
             self.rescan_nfs = True
             self.write_status()
             while not self.stop_requested:
-                wake = min(self.next_poll, self.next_rescan, self.reconciler.next_settle_check(),
-                           time.monotonic() + TICK, self._next_retry())
-                nfs_paths = self.reconciler.worth_a_look(NFS, self._wait_for_events(until=wake))
-                win_paths = self._hints()
+                if not self._tick():
+                    continue
+                nfs_paths = self.reconciler.worth_a_look(NFS, self._drain())
+                win_paths, self.hinted_paths = self.hinted_paths | self._hints(), set()
                 if nfs_paths or win_paths:
                     self.sync_paths(nfs_paths, win_paths)
                 self._retry_due()
@@ -175,11 +180,46 @@ class Agent:
                     self._answer_barriers()
                 self._sweep_step()
                 self._summary()
+                self.due = self._next_due()
             self._flush()
         finally:
             self.nfs_events.stop()
             self.state.close()
         self.write_status(stopped=True)
+
+    def _tick(self) -> bool:
+        """Wait up to a TICK for NFS events; whether the loop has work now.
+
+        Idle, this is all the agent does four times a second: one poll(2) and two stats
+        (the journal and the requests folder), so it touches little memory when it wakes.
+        The watcher's heartbeat is read here too: it changes nothing else.
+        """
+        timeout = min(TICK, self.due - time.monotonic())
+        if self.events.wait(max(0.0, timeout)):
+            time.sleep(DEBOUNCE)  # events come in bursts: take a burst at once
+            return True
+        if time.monotonic() >= self.due:
+            return True
+        if self.journal.changed():
+            self.hinted_paths |= self._hints()
+            if self.hinted_paths or self.poll_windows:
+                return True
+            self.due = self._next_due()  # the journal turns stale later now
+        return self._requests_news() is not None
+
+    def _next_due(self) -> float:
+        """When the loop's work is due next even if no event, hint or request arrives.
+
+        Never sooner than a DEBOUNCE from now: whatever is left undone, the loop never spins.
+        """
+        now = time.monotonic()
+        if self.barriers or self.poll_windows or self.rescan_nfs:
+            return now + TICK
+        due = min(self.next_poll, self.next_rescan, self.reconciler.next_settle_check(),
+                  self._next_retry(), self.journal.stale_at(), self.nfs_events.restart_due(),
+                  self._sweep_due(), self.status_written + protocol.STATUS_EVERY,
+                  self._last_summary + SUMMARY_EVERY)
+        return max(due, now + DEBOUNCE)
 
     def _hints(self) -> set[str]:
         """Windows paths the host watcher hinted at since the last look (one stat if none).
@@ -239,6 +279,7 @@ class Agent:
         """Poll the Windows side (and rescan the NFS side if due) and reconcile differences."""
         started = time.monotonic()
         if not self._share_mounted():
+            self.next_poll = started + TICK  # look for it again soon, without spinning
             return
         nfs_rescan, self.rescan_nfs = nfs_rescan or self.rescan_nfs, False
         self.poll_windows = False
@@ -368,15 +409,11 @@ class Agent:
 
     def _handle_requests(self) -> bool:
         """Answer flush and release at once, queue barriers; True if a full pass is wanted now."""
-        folder = self.settings.state / protocol.REQUESTS
+        seen = self._requests_news()
+        if seen is None:
+            return False
         try:
-            seen = os.stat(folder)
-            # Unchanged since listed, and not within a second of that (a request created in the
-            # same clock tick as the listing leaves the mtime as it was): nothing came or went.
-            if (seen.st_mtime_ns, seen.st_ino) == self._requests_seen \
-                    and time.time_ns() - seen.st_mtime_ns > 1_000_000_000:
-                return False
-            waiting = sorted(p for p in folder.iterdir() if p.name.endswith(".json")
+            waiting = sorted(p for p in self._requests.iterdir() if p.name.endswith(".json")
                              and not p.name.endswith(".result.json"))
         except FileNotFoundError:
             return False
@@ -406,6 +443,19 @@ class Agent:
                 self._answer(request_id, {"ok": False, "error": f"unknown request {kind!r}"})
         return wanted
 
+    def _requests_news(self) -> os.stat_result | None:
+        """The requests folder's stat if requests may have come or gone since it was listed."""
+        try:
+            seen = os.stat(self._requests)
+        except FileNotFoundError:
+            return None
+        # Unchanged since listed, and not within a second of that (a request created in the
+        # same clock tick as the listing leaves the mtime as it was): nothing came or went.
+        if (seen.st_mtime_ns, seen.st_ino) == self._requests_seen \
+                and time.time_ns() - seen.st_mtime_ns > 1_000_000_000:
+            return None
+        return seen
+
     def _flush_request(self) -> dict[str, Any]:
         with self.reconciler.flushing_now():
             self.sync_paths(self._drain())
@@ -427,12 +477,21 @@ class Agent:
                 del self.barriers[request_id]
 
     def _answer(self, request_id: str, answer: dict[str, Any]) -> None:
-        folder = self.settings.state / protocol.REQUESTS
-        protocol.write_json_atomically(folder / f"{request_id}.result.json", answer)
-        (folder / f"{request_id}.json").unlink(missing_ok=True)
+        protocol.write_json_atomically(self._requests / f"{request_id}.result.json", answer)
+        (self._requests / f"{request_id}.json").unlink(missing_ok=True)
         self.write_status()
 
     # -- background content check ------------------------------------------------------------
+
+    def _sweep_due(self) -> float:
+        """When the next sweep step has something to do (a batch to fetch, or budget to hash)."""
+        if self.settings.hash_sweep_minutes <= 0 or not self.share_ok:
+            return float("inf")
+        # At most every STATUS_EVERY on its own: the budget grows meanwhile, and rounds of
+        # the loop due anyway (a status, a heartbeat) take a step too.
+        wait = -self._sweep_budget / self._sweep_rate if self._sweep else 0.0
+        ready = self._sweep_last + max(protocol.STATUS_EVERY, wait)
+        return max(ready, self._sweep_resume) if self.hinted else ready
 
     def _sweep_step(self) -> None:
         """Hash the Windows side at a bounded rate (edits that keep size and mtime are caught).
@@ -470,29 +529,13 @@ class Agent:
 
     # -- NFS-side events ---------------------------------------------------------------------
 
-    def _wait_for_events(self, until: float) -> set[str]:
-        """NFS paths with events until ``until``, collected for a little longer once one came."""
-        timeout = max(0.0, until - time.monotonic())
-        try:
-            first = self.events.get(timeout=timeout)
-        except queue.Empty:
-            return set()
-        time.sleep(DEBOUNCE)
-        return self._drain(first)
-
-    def _drain(self, first: str | None = None) -> set[str]:
+    def _drain(self) -> set[str]:
         """The NFS paths queued now (a RESCAN among them asks for a rescan of the export)."""
-        paths: set[str] = set()
-        path = first
-        while True:
-            if path == RESCAN:
-                self.rescan_nfs = True
-            elif path:
-                paths.add(path)
-            try:
-                path = self.events.get_nowait()
-            except queue.Empty:
-                return paths
+        paths = set(self.events.drain())
+        if RESCAN in paths:
+            paths.discard(RESCAN)
+            self.rescan_nfs = True
+        return paths
 
     # -- status and logs ---------------------------------------------------------------------
 

@@ -13,11 +13,12 @@ import contextlib
 import ctypes
 import logging
 import os
-import queue
+import select
 import signal
 import subprocess
 import threading
 import time
+from collections import deque
 from pathlib import Path
 
 from filesim.sync.tree import IGNORED_PREFIXES, ignored
@@ -37,6 +38,46 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child between 
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)
 
 
+class Events:
+    """Paths from the reader thread to the agent's loop, which waits on them with one poll(2).
+
+    Each put also writes a byte into a pipe (none when the pipe is full: one byte wakes the
+    loop as well as many). An idle wake-up costs a poll instead of a lock dance in Python.
+    The pipe lives as long as the agent's process (the reader thread may put until it ends).
+    """
+
+    def __init__(self):
+        self._items: deque[str] = deque()
+        self._wake_read, self._wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._poller = select.poll()
+        self._poller.register(self._wake_read, select.POLLIN)
+
+    def put(self, item: str) -> None:
+        """Queue ``item`` (a path or RESCAN) and wake the loop."""
+        self._items.append(item)
+        with contextlib.suppress(BlockingIOError):
+            os.write(self._wake_write, b"\0")
+
+    def wait(self, timeout: float) -> bool:
+        """Whether something is queued now or within ``timeout`` seconds."""
+        return bool(self._items) or bool(self._poller.poll(timeout * 1000))
+
+    def empty(self) -> bool:
+        """Whether nothing is queued."""
+        return not self._items
+
+    def drain(self) -> list[str]:
+        """Everything queued, in order (a byte left behind only wakes the loop once for nothing)."""
+        with contextlib.suppress(BlockingIOError):
+            while os.read(self._wake_read, 4096):
+                pass
+        items = []
+        with contextlib.suppress(IndexError):
+            while True:
+                items.append(self._items.popleft())
+        return items
+
+
 class NfsEvents:
     """Feeds changed export paths (relative) into ``events``; RESCAN when some may be lost.
 
@@ -44,7 +85,7 @@ class NfsEvents:
     wait), and taken out again by a later write.
     """
 
-    def __init__(self, root: Path, events: queue.Queue[str | None], complete: set[str],
+    def __init__(self, root: Path, events: Events, complete: set[str],
                  log: logging.Logger):
         self.root = root
         self.events = events
@@ -83,6 +124,10 @@ class NfsEvents:
             self.log.info("nfs events", extra={"detail": "inotifywait watching again"})
         self.error, self.retry_wait = None, FIRST_RETRY
         return True
+
+    def restart_due(self) -> float:
+        """When ``restart_if_due`` has work (monotonic clock; never while running)."""
+        return float("inf") if self.running else self.retry_at
 
     def restart_if_due(self) -> bool:
         """Start again after a failure once the back-off ran out; True if (re)started now."""

@@ -64,6 +64,20 @@ class JournalReader:
         """Whether the watcher wrote within ``STALE`` seconds (hints can be relied on)."""
         return self.last_growth is not None and self.clock() - self.last_growth < STALE
 
+    def stale_at(self) -> float:
+        """When a fresh journal turns stale if it does not grow (never, if it is stale)."""
+        if self.last_growth is None or not self.fresh:
+            return float("inf")
+        return self.last_growth + STALE
+
+    def changed(self) -> bool:
+        """Whether the journal looks different since the last read (one stat)."""
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return self.seen is not None
+        return (st.st_size, st.st_mtime_ns) != self.seen
+
     def read(self) -> Hints:
         """What was appended since the last call (the first call only takes the position)."""
         hints = Hints()
@@ -82,12 +96,18 @@ class JournalReader:
         self.last_growth = self.clock()
         if st.st_size < self.offset:  # started over: what was appended before is unknown
             self.offset, self.rest, hints.rescan = 0, b"", True
+        elif st.st_size == self.offset:
+            return hints  # touched, not appended to
         try:
-            with open(self.path, "rb") as journal:
-                journal.seek(self.offset)
-                data = journal.read(MAX_READ)
+            fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
         except OSError:
             return hints
+        try:  # only what was appended: a heartbeat is a few bytes
+            data = os.pread(fd, min(MAX_READ, max(st.st_size - self.offset, 0)), self.offset)
+        except OSError:
+            return hints
+        finally:
+            os.close(fd)
         self.offset += len(data)
         if st.st_size - self.offset > 0 and len(data) == MAX_READ:
             hints.rescan = True  # a backlog this long: look at everything instead
