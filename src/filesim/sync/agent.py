@@ -25,6 +25,8 @@ from filesim.sync.versions import Versions
 DEBOUNCE = 0.05
 TICK = 0.25
 FLUSH_BUDGET = 1.5
+#: The daemon's first passes settle what they found for at most this long before events start.
+INITIAL_SETTLE = 10.0
 SUMMARY_EVERY = 60.0
 SWEEP_BATCH = 200
 #: What hashing one file costs at least, in bytes read (a small file still costs round trips).
@@ -138,7 +140,8 @@ class Agent:
     def _settle_all(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
         self.full_pass(nfs_rescan=True)
-        while self.reconciler.pending_paths() and time.monotonic() < deadline:
+        while self.reconciler.pending_paths() and time.monotonic() < deadline \
+                and not self.stop_requested:
             if self.reconciler.next_settle_check() == float("inf"):
                 break  # what is left waits on problems
             time.sleep(min(self.settings.settle, 0.5) or 0.05)
@@ -152,12 +155,12 @@ class Agent:
             signal.signal(sig, self._request_stop)
         try:
             self.journal.read()  # takes the position: what is in it already, the pass sees
-            # The first pass may copy a whole tree: inotify starts after it, so the copies raise
-            # no events to sift, and a rescan right after catches what NFS clients did meanwhile.
-            self.full_pass(nfs_rescan=True)
+            # The first passes may copy a whole tree (what they find settles, as with --once):
+            # inotify starts after them, so the copies raise no events to sift, and a rescan
+            # right after catches what NFS clients did meanwhile.
+            self._settle_all(INITIAL_SETTLE)
             self.nfs_events.start()
             self.rescan_nfs = True
-            self.write_status()
             while not self.stop_requested:
                 if not self._tick():
                     continue
