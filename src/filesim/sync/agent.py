@@ -73,7 +73,7 @@ class Agent:
         #: Hinted Windows paths read by an idle tick, for the loop's next round.
         self.hinted_paths: set[str] = set()
         #: Set by the SIGTERM/SIGINT handler. A plain flag: a handler runs between two bytecodes
-        #: of the main thread and must take no lock that code may hold (the event queue's did).
+        #: of the main thread and must take no lock that code may hold (a queue's lock once did).
         self.stop_requested = False
         self.started_at = time.time()
         self.interval = settings.interval

@@ -103,7 +103,7 @@ class JournalReader:
         except OSError:
             return hints
         try:  # only what was appended: a heartbeat is a few bytes
-            data = os.pread(fd, min(MAX_READ, max(st.st_size - self.offset, 0)), self.offset)
+            data = os.pread(fd, min(MAX_READ, st.st_size - self.offset), self.offset)
         except OSError:
             return hints
         finally:
