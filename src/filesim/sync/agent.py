@@ -10,7 +10,7 @@ import time
 from typing import Any
 
 from filesim.sync import status as protocol
-from filesim.sync.inotify import RESCAN, Events, NfsEvents
+from filesim.sync.inotify import REQUESTS_CHANGED, RESCAN, Events, NfsEvents
 from filesim.sync.journal import JOURNAL, STALE, JournalReader
 from filesim.sync.names import display
 from filesim.sync.problems import Problems
@@ -66,7 +66,9 @@ class Agent:
                       len(settings.windows_root)),
             self.problems, log)
         self.events = Events()
-        self.nfs_events = NfsEvents(settings.nfs, self.events, self.reconciler.complete[NFS], log)
+        self._requests = settings.state / protocol.REQUESTS
+        self.nfs_events = NfsEvents(settings.nfs, self.events, self.reconciler.complete[NFS], log,
+                                    requests=self._requests)
         self.journal = JournalReader(settings.windows / JOURNAL)
         #: Whether the host watcher's hints are relied on (else the Windows side is polled).
         self.hinted = False
@@ -94,7 +96,6 @@ class Agent:
         self.rescan_nfs = False
         self.barriers: dict[str, int] = {}
         #: The requests folder as last listed (mtime, inode): unchanged, it is not listed again.
-        self._requests = settings.state / protocol.REQUESTS
         self._requests_seen: tuple[int, int] | None = None
         self._sweep: list[tuple[str, int]] = []
         self._sweep_after: str | None = None
@@ -125,6 +126,7 @@ class Agent:
             if removed:
                 self.log.info("removed temp files", extra={"side": tree.name, "count": removed})
         self.state.use_case_insensitive(self.windows.probe_case_insensitive())
+        self._requests.mkdir(exist_ok=True)  # inotifywait watches it with the export
         self._share_mounted()
 
     def run_once(self, timeout: float = 600.0) -> bool:
@@ -193,9 +195,9 @@ class Agent:
     def _tick(self) -> bool:
         """Wait up to a TICK for NFS events; whether the loop has work now.
 
-        Idle, this is all the agent does four times a second: one poll(2) and two stats
-        (the journal and the requests folder), so it touches little memory when it wakes.
-        The watcher's heartbeat is read here too: it changes nothing else.
+        Idle, this is all the agent does four times a second: one poll(2) and a stat of the
+        journal (and of the requests folder while inotifywait does not watch it), so it
+        touches little memory when it wakes. A heartbeat is read here: it changes nothing else.
         """
         timeout = min(TICK, self.due - time.monotonic())
         if self.events.wait(max(0.0, timeout)):
@@ -208,7 +210,7 @@ class Agent:
             if self.hinted_paths or self.poll_windows:
                 return True
             self.due = self._next_due()  # the journal turns stale later now
-        return self._requests_news() is not None
+        return not self.nfs_events.live and self._requests_news() is not None
 
     def _next_due(self) -> float:
         """When the loop's work is due next even if no event, hint or request arrives.
@@ -535,6 +537,7 @@ class Agent:
     def _drain(self) -> set[str]:
         """The NFS paths queued now (a RESCAN among them asks for a rescan of the export)."""
         paths = set(self.events.drain())
+        paths.discard(REQUESTS_CHANGED)  # the loop's round looks at the requests anyway
         if RESCAN in paths:
             paths.discard(RESCAN)
             self.rescan_nfs = True

@@ -25,6 +25,8 @@ from filesim.sync.tree import IGNORED_PREFIXES, ignored
 
 #: Queued (instead of a path) when events may have been lost: the export needs a rescan.
 RESCAN = "\0rescan"
+#: Queued when the agent's requests folder changed: the loop looks at it at once.
+REQUESTS_CHANGED = "\0requests"
 EVENTS = "create,delete,modify,attrib,close_write,moved_from,moved_to"
 #: The agent's temp and probe files (POSIX extended regex over the whole path).
 EXCLUDE = "/(" + "|".join(p.replace(".", r"\.") for p in IGNORED_PREFIXES) + ")[^/]*$"
@@ -82,16 +84,20 @@ class NfsEvents:
     """Feeds changed export paths (relative) into ``events``; RESCAN when some may be lost.
 
     Paths closed after writing or renamed into place are added to ``complete`` (no settle
-    wait), and taken out again by a later write.
+    wait), and taken out again by a later write. A change in ``requests`` (the agent's own
+    folder, watched by the same process) queues REQUESTS_CHANGED.
     """
 
     def __init__(self, root: Path, events: Events, complete: set[str],
-                 log: logging.Logger):
+                 log: logging.Logger, requests: Path | None = None):
         self.root = root
         self.events = events
         self.complete = complete
         self.log = log
+        self.requests = requests
         self.process: subprocess.Popen[bytes] | None = None
+        #: Whether events come now (kept by the reader thread: no waitpid to ask).
+        self.live = False
         self.retry_at = 0.0
         self.retry_wait = FIRST_RETRY
         self.error: str | None = None
@@ -106,6 +112,8 @@ class NfsEvents:
         command = ["inotifywait", "--monitor", "--recursive", "--no-dereference",
                    "--format", "%e %w%f%0", "--no-newline", "--event", EVENTS,
                    "--exclude", EXCLUDE, str(self.root)]
+        if self.requests is not None:
+            command.append(str(self.requests))
         try:
             process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                        preexec_fn=_die_with_parent)
@@ -118,7 +126,7 @@ class NfsEvents:
             process.kill()
             process.wait()
             return self._failed(self.error or f"inotifywait did not watch {self.root} within {timeout:.0f}s")
-        self.process = process
+        self.process, self.live = process, True
         threading.Thread(target=self._read_events, args=(process,), daemon=True).start()
         if self.error is not None:
             self.log.info("nfs events", extra={"detail": "inotifywait watching again"})
@@ -137,7 +145,7 @@ class NfsEvents:
 
     def stop(self) -> None:
         """Stop watching."""
-        process, self.process = self.process, None
+        process, self.process, self.live = self.process, None, False
         if process is not None and process.poll() is None:
             process.terminate()
             with contextlib.suppress(subprocess.TimeoutExpired):
@@ -172,14 +180,19 @@ class NfsEvents:
         assert process.stdout is not None
         fd = process.stdout.fileno()
         prefix = os.fsencode(self.root) + b"/"
+        requests = os.fsencode(self.requests) + b"/" if self.requests is not None else None
         rest = b""
         while chunk := os.read(fd, 1 << 16):
             *records, rest = (rest + chunk).split(b"\0")
             for record in records:
-                self._event(record, prefix)
+                if requests is not None and record.partition(b" ")[2].startswith(requests):
+                    self.events.put(REQUESTS_CHANGED)
+                else:
+                    self._event(record, prefix)
         process.wait()
         if process is not self.process:
             return  # stopped on purpose (stop() forgets the process first)
+        self.live = False
         self._failed(f"inotifywait exited ({process.returncode}): {self.error or 'no message'}")
         self.events.put(RESCAN)
 
