@@ -210,7 +210,7 @@ class Agent:
             if self.hinted_paths or self.poll_windows:
                 return True
             self.due = self._next_due()  # the journal turns stale later now
-        return not self.nfs_events.live and self._requests_news() is not None
+        return not self.nfs_events.running and self._requests_news() is not None
 
     def _next_due(self) -> float:
         """When the loop's work is due next even if no event, hint or request arrives.
@@ -284,8 +284,7 @@ class Agent:
         """Poll the Windows side (and rescan the NFS side if due) and reconcile differences."""
         started = time.monotonic()
         if not self._share_mounted():
-            self.next_poll = started + TICK  # look for it again soon, without spinning
-            return
+            return  # rescan_nfs stays set: the loop looks again a TICK later
         nfs_rescan, self.rescan_nfs = nfs_rescan or self.rescan_nfs, False
         self.poll_windows = False
         try:

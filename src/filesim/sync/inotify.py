@@ -55,7 +55,7 @@ class Events:
         self._poller.register(self._wake_read, select.POLLIN)
 
     def put(self, item: str) -> None:
-        """Queue ``item`` (a path or RESCAN) and wake the loop."""
+        """Queue ``item`` (a path, RESCAN or REQUESTS_CHANGED) and wake the loop."""
         self._items.append(item)
         with contextlib.suppress(BlockingIOError):
             os.write(self._wake_write, b"\0")
@@ -95,17 +95,15 @@ class NfsEvents:
         self.complete = complete
         self.log = log
         self.requests = requests
+        self._prefix = os.fsencode(root) + b"/"
+        self._requests_prefix = os.fsencode(requests) + b"/" if requests is not None else None
         self.process: subprocess.Popen[bytes] | None = None
-        #: Whether events come now (kept by the reader thread: no waitpid to ask).
-        self.live = False
+        #: Whether events are coming (else the export is found by rescans). Kept by start, stop
+        #: and the reader thread, which sees inotifywait end: no waitpid to ask.
+        self.running = False
         self.retry_at = 0.0
         self.retry_wait = FIRST_RETRY
         self.error: str | None = None
-
-    @property
-    def running(self) -> bool:
-        """Whether events are coming (else the export is found by rescans)."""
-        return self.process is not None and self.process.poll() is None
 
     def start(self, timeout: float = 60.0) -> bool:
         """Start watching; True once every folder is watched. A failure is logged, not raised."""
@@ -126,7 +124,7 @@ class NfsEvents:
             process.kill()
             process.wait()
             return self._failed(self.error or f"inotifywait did not watch {self.root} within {timeout:.0f}s")
-        self.process, self.live = process, True
+        self.process, self.running = process, True
         threading.Thread(target=self._read_events, args=(process,), daemon=True).start()
         if self.error is not None:
             self.log.info("nfs events", extra={"detail": "inotifywait watching again"})
@@ -145,7 +143,7 @@ class NfsEvents:
 
     def stop(self) -> None:
         """Stop watching."""
-        process, self.process, self.live = self.process, None, False
+        process, self.process, self.running = self.process, None, False
         if process is not None and process.poll() is None:
             process.terminate()
             with contextlib.suppress(subprocess.TimeoutExpired):
@@ -179,25 +177,24 @@ class NfsEvents:
     def _read_events(self, process: subprocess.Popen[bytes]) -> None:
         assert process.stdout is not None
         fd = process.stdout.fileno()
-        prefix = os.fsencode(self.root) + b"/"
-        requests = os.fsencode(self.requests) + b"/" if self.requests is not None else None
         rest = b""
         while chunk := os.read(fd, 1 << 16):
             *records, rest = (rest + chunk).split(b"\0")
             for record in records:
-                if requests is not None and record.partition(b" ")[2].startswith(requests):
-                    self.events.put(REQUESTS_CHANGED)
-                else:
-                    self._event(record, prefix)
+                self._event(record)
         process.wait()
         if process is not self.process:
             return  # stopped on purpose (stop() forgets the process first)
-        self.live = False
         self._failed(f"inotifywait exited ({process.returncode}): {self.error or 'no message'}")
+        self.running = False  # after _failed: a restart waits for the back-off it sets
         self.events.put(RESCAN)
 
-    def _event(self, record: bytes, prefix: bytes) -> None:
+    def _event(self, record: bytes) -> None:
         kinds, _, path = record.partition(b" ")
+        if self._requests_prefix is not None and path.startswith(self._requests_prefix):
+            self.events.put(REQUESTS_CHANGED)
+            return
+        prefix = self._prefix
         if b"Q_OVERFLOW" in kinds or not path.startswith(prefix):
             self.events.put(RESCAN)  # the kernel dropped events, or the export itself changed
             return

@@ -156,7 +156,7 @@ class Tree:
         self.file_mode = file_mode
         self.dir_mode = dir_mode
         self.keep = keep
-        #: Set when a walk found a folder gone that its parent had listed (moved meanwhile).
+        #: Set when the tree moved under a poll's walk (see :meth:`poll`).
         self.torn = False
         #: Folder listings of the current batch (case-insensitive sides check exact names).
         self._names: dict[str, set[str]] = {}
