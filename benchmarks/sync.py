@@ -208,8 +208,14 @@ def latencies(what: str, source: Path, dest: Path, changes: int, spread: float, 
 
 
 def cpu_seconds(pid: int) -> float:
+    """CPU time of ``pid`` and its helpers (tail, inotifywait: live ones and reaped ones)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    ticks = sum(int(f) for f in fields[11:15])
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            with contextlib.suppress(OSError):
+                ticks += round(cpu_seconds(int(child)) * os.sysconf("SC_CLK_TCK"))
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def rss_mib(pid: int, field: str = "VmRSS") -> float:

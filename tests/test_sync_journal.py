@@ -7,65 +7,133 @@ reads the journal through the 9p-like FUSE mount, which raises no events of its 
 from __future__ import annotations
 
 import json
+import logging
 import os
+import shutil
 import time
 
 import pytest
 from harness import WatcherProcess, wait_until
 
-from filesim.sync.journal import JOURNAL, ROTATE_BYTES, STALE, JournalReader, JournalWriter
+from filesim.sync.journal import (
+    FOLLOW_EVERY,
+    JOURNAL,
+    ROTATE_BYTES,
+    STALE,
+    Hints,
+    JournalReader,
+    JournalWriter,
+)
 from filesim.sync.reconcile import RACY_SECONDS
 
 
-def test_hints_written_by_the_watcher_are_read_once_each(tmp_path):
-    writer, reader = JournalWriter(tmp_path), JournalReader(tmp_path / JOURNAL)
+@pytest.fixture
+def follow(tmp_path):
+    """A reader following tmp_path's journal with a real tail, from its end as it is now."""
+    readers = []
+
+    def started() -> JournalReader:
+        reader = JournalReader(tmp_path / JOURNAL, logging.getLogger("test-journal"), lambda fd: None)
+        assert reader.start()
+        readers.append(reader)
+        return reader
+
+    yield started
+    for reader in readers:
+        reader.stop()
+
+
+def read_until(reader: JournalReader, done, timeout: float = 5.0) -> Hints:
+    """Hints read until ``done(hints)`` holds: tail passes lines on within FOLLOW_EVERY."""
+    merged = Hints()
+    deadline = time.monotonic() + timeout
+    while True:
+        hints = reader.read()
+        merged.paths |= hints.paths
+        merged.closed |= hints.closed
+        merged.rescan |= hints.rescan
+        if done(merged) or time.monotonic() > deadline:
+            return merged
+        time.sleep(0.05)
+
+
+def quiet(reader: JournalReader) -> Hints:
+    """What is read over a few of tail's looks (for what must not come)."""
+    return read_until(reader, lambda hints: False, timeout=4 * FOLLOW_EVERY)
+
+
+def test_hints_written_by_the_watcher_are_read_once_each(tmp_path, follow):
+    writer = JournalWriter(tmp_path)
     writer.changed(["old.txt"])
-    assert reader.read().paths == set()  # the first look takes the position: old news
+    reader = follow()  # following starts at the end: old news
     legacy = os.fsdecode(b"legacy-\xe9.txt")
     writer.changed(["a/b.txt", "c.txt", legacy])
     writer.beat()
-    hints = reader.read()
+    hints = read_until(reader, lambda h: h.paths)
     assert hints.paths == {"a/b.txt", "c.txt", legacy} and not hints.rescan
     assert reader.fresh
-    assert reader.read().paths == set()
+    assert quiet(reader).paths == set()
 
 
-def test_a_hint_leading_outside_the_share_is_dropped_and_asks_for_a_rescan(tmp_path):
-    reader = JournalReader(tmp_path / JOURNAL)
+def test_a_hint_leading_outside_the_share_is_dropped_and_asks_for_a_rescan(tmp_path, follow):
     JournalWriter(tmp_path).beat()
-    reader.read()
+    reader = follow()
     with open(tmp_path / JOURNAL, "a") as journal:
         journal.write(json.dumps({"paths": ["../../etc/passwd", "/etc/shadow", "a//b", "ok.txt"]}) + "\n")
         journal.write("not json\n")
-    hints = reader.read()
+    hints = read_until(reader, lambda h: h.paths and h.rescan)
     assert hints.paths == {"ok.txt"} and hints.rescan
 
 
-def test_a_line_still_being_written_waits_for_its_end(tmp_path):
-    reader = JournalReader(tmp_path / JOURNAL)
+def test_a_line_still_being_written_waits_for_its_end(tmp_path, follow):
     JournalWriter(tmp_path).beat()
-    reader.read()
+    reader = follow()
     line = json.dumps({"paths": ["half.txt"]}) + "\n"
     with open(tmp_path / JOURNAL, "a") as journal:
         journal.write(line[:10])
-    assert reader.read().paths == set()
+    assert quiet(reader).paths == set()
     with open(tmp_path / JOURNAL, "a") as journal:
         journal.write(line[10:])
-    assert reader.read().paths == {"half.txt"}
+    assert read_until(reader, lambda h: h.paths).paths == {"half.txt"}
 
 
-def test_a_journal_started_over_asks_for_a_rescan(tmp_path):
-    writer, reader = JournalWriter(tmp_path), JournalReader(tmp_path / JOURNAL)
+def test_a_journal_started_over_asks_for_a_rescan(tmp_path, follow):
+    writer = JournalWriter(tmp_path)
     writer.beat()
-    reader.read()
-    writer.changed([f"f{i:06}-{'x' * 200}" for i in range(ROTATE_BYTES // 4000)])
-    reader.read()
+    reader = follow()
     while (tmp_path / JOURNAL).stat().st_size <= ROTATE_BYTES:
         writer.changed([f"g{i:06}-{'x' * 200}" for i in range(1000)])
-    reader.read()
+    read_until(reader, lambda h: "g000999-" + "x" * 200 in h.paths)
     writer.changed(["after.txt"])  # rotates first
-    hints = reader.read()
+    hints = read_until(reader, lambda h: "after.txt" in h.paths)
     assert hints.rescan and "after.txt" in hints.paths
+
+
+def test_a_journal_deleted_and_made_anew_is_followed_with_a_rescan(tmp_path, follow):
+    writer = JournalWriter(tmp_path)
+    writer.beat()
+    reader = follow()
+    shutil.rmtree(tmp_path / JOURNAL.split("/")[0])  # the tester deleted the hidden folder
+    assert quiet(reader).rescan  # tail says the journal is gone
+    writer.changed(["new.txt"])  # the watcher makes it again
+    hints = read_until(reader, lambda h: h.paths)
+    assert hints.paths == {"new.txt"}
+
+
+def test_a_tail_that_ended_is_started_again_and_asks_for_a_rescan(tmp_path, follow, caplog):
+    writer = JournalWriter(tmp_path)
+    writer.beat()
+    reader = follow()
+    assert reader.process is not None
+    reader.process.kill()
+    assert read_until(reader, lambda h: h.rescan).rescan
+    assert reader.process is None and "windows hints unavailable" in caplog.text
+    writer.changed(["lost.txt"])  # while nobody follows: the rescan finds it
+    time.sleep(reader.retry_at - time.monotonic())
+    assert read_until(reader, lambda h: h.rescan).rescan  # started again, with a rescan
+    assert reader.process is not None
+    writer.changed(["next.txt"])
+    assert read_until(reader, lambda h: h.paths).paths == {"next.txt"}
 
 
 @pytest.fixture

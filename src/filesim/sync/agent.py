@@ -69,7 +69,7 @@ class Agent:
         self._requests = settings.state / protocol.REQUESTS
         self.nfs_events = NfsEvents(settings.nfs, self.events, self.reconciler.complete[NFS], log,
                                     requests=self._requests)
-        self.journal = JournalReader(settings.windows / JOURNAL)
+        self.journal = JournalReader(settings.windows / JOURNAL, log, self.events.wake_on)
         #: Whether the host watcher's hints are relied on (else the Windows side is polled).
         self.hinted = False
         #: Hinted Windows paths read by an idle tick, for the loop's next round.
@@ -156,7 +156,7 @@ class Agent:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._request_stop)
         try:
-            self.journal.read()  # takes the position: what is in it already, the pass sees
+            self.journal.start()  # from its end: what is in it already, the passes see
             # The first passes may copy a whole tree (what they find settles, as with --once):
             # inotify starts after them, so the copies raise no events to sift, and a rescan
             # right after catches what NFS clients did meanwhile.
@@ -189,27 +189,32 @@ class Agent:
             self._flush()
         finally:
             self.nfs_events.stop()
+            self.journal.stop()
             self.state.close()
         self.write_status(stopped=True)
 
     def _tick(self) -> bool:
-        """Wait up to a TICK for NFS events; whether the loop has work now.
+        """Wait for NFS events, hints or the next deadline; whether the loop has work now.
 
-        Idle, this is all the agent does four times a second: one poll(2) and a stat of the
-        journal (and of the requests folder while inotifywait does not watch it), so it
-        touches little memory when it wakes. A heartbeat is read here: it changes nothing else.
+        Idle, the agent sleeps in one poll(2) until its next deadline: inotifywait and tail
+        (following the journal) wake it when something arrives. A heartbeat is read here: it
+        changes nothing else. While inotifywait is down, the requests folder is looked at
+        every TICK instead.
         """
-        timeout = min(TICK, self.due - time.monotonic())
+        timeout = self.due - time.monotonic()
+        if not self.nfs_events.running:
+            timeout = min(timeout, TICK)
         if self.events.wait(max(0.0, timeout)):
-            time.sleep(DEBOUNCE)  # events come in bursts: take a burst at once
-            return True
-        if time.monotonic() >= self.due:
-            return True
-        if self.journal.changed():
+            if not self.events.empty():
+                time.sleep(DEBOUNCE)  # events come in bursts: take a burst at once
+                return True
+            self.events.clear_wake()
             self.hinted_paths |= self._hints()
             if self.hinted_paths or self.poll_windows:
                 return True
             self.due = self._next_due()  # the journal turns stale later now
+        if time.monotonic() >= self.due:
+            return True
         return not self.nfs_events.running and self._requests_news() is not None
 
     def _next_due(self) -> float:
@@ -221,13 +226,14 @@ class Agent:
         if self.barriers or self.poll_windows or self.rescan_nfs:
             return now + TICK
         due = min(self.next_poll, self.next_rescan, self.reconciler.next_settle_check(),
-                  self._next_retry(), self.journal.stale_at(), self.nfs_events.restart_due(),
+                  self._next_retry(), self.journal.stale_at(), self.journal.restart_due(),
+                  self.nfs_events.restart_due(),
                   self._sweep_due(), self.status_written + protocol.STATUS_EVERY,
                   self._last_summary + SUMMARY_EVERY)
         return max(due, now + DEBOUNCE)
 
     def _hints(self) -> set[str]:
-        """Windows paths the host watcher hinted at since the last look (one stat if none).
+        """Windows paths the host watcher hinted at since the last look (one read if none).
 
         When the watcher starts or stops writing, the Windows side is polled at once: hints
         may have been missed, and the poll interval changes with the mode.
@@ -255,8 +261,9 @@ class Agent:
         return self.reconciler.worth_a_look(WINDOWS, hints.paths) if hints.paths else set()
 
     def _request_stop(self, signum: int, frame: Any) -> None:
-        self.stop_requested = True  # the loop sees it within a TICK
+        self.stop_requested = True
         self.reconciler.stop_by(time.monotonic())  # a long pass (a seed) ends at once
+        self.events.wake()  # an idle loop may wait seconds for its next deadline
 
     def _flush(self) -> None:
         """On stop: copy what is pending within the flush budget (a sidecar is killed soon after)."""

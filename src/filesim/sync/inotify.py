@@ -10,17 +10,16 @@ each: a seed of 20,000 files took 3 times as long with events on as off.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import logging
 import os
 import select
-import signal
 import subprocess
 import threading
 import time
 from collections import deque
 from pathlib import Path
 
+from filesim.sync.process import FIRST_RETRY, MAX_RETRY, die_with_parent
 from filesim.sync.tree import IGNORED_PREFIXES, ignored
 
 #: Queued (instead of a path) when events may have been lost: the export needs a rescan.
@@ -31,13 +30,6 @@ EVENTS = "create,delete,modify,attrib,close_write,moved_from,moved_to"
 #: The agent's temp and probe files (POSIX extended regex over the whole path).
 EXCLUDE = "/(" + "|".join(p.replace(".", r"\.") for p in IGNORED_PREFIXES) + ")[^/]*$"
 READY_LINE = b"Watches established."
-FIRST_RETRY, MAX_RETRY = 1.0, 60.0
-
-
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
-    """The watcher is killed with the agent, even by kill -9 (Linux prctl PR_SET_PDEATHSIG)."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)
 
 
 class Events:
@@ -53,26 +45,43 @@ class Events:
         self._wake_read, self._wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._poller = select.poll()
         self._poller.register(self._wake_read, select.POLLIN)
+        self._also: int | None = None
+
+    def wake_on(self, fd: int | None) -> None:
+        """Also end a wait when ``fd`` is readable (one at a time; None: no other)."""
+        if self._also is not None:
+            self._poller.unregister(self._also)
+        self._also = fd
+        if fd is not None:
+            self._poller.register(fd, select.POLLIN)
 
     def put(self, item: str) -> None:
         """Queue ``item`` (a path, RESCAN or REQUESTS_CHANGED) and wake the loop."""
         self._items.append(item)
+        self.wake()
+
+    def wake(self) -> None:
+        """End a wait now (a signal handler may call it: it takes no lock)."""
         with contextlib.suppress(BlockingIOError):
             os.write(self._wake_write, b"\0")
 
     def wait(self, timeout: float) -> bool:
-        """Whether something is queued now or within ``timeout`` seconds."""
+        """Whether something is queued (or the other fd readable) now or within ``timeout`` seconds."""
         return bool(self._items) or bool(self._poller.poll(timeout * 1000))
 
     def empty(self) -> bool:
         """Whether nothing is queued."""
         return not self._items
 
-    def drain(self) -> list[str]:
-        """Everything queued, in order (a byte left behind only wakes the loop once for nothing)."""
+    def clear_wake(self) -> None:
+        """Forget wake-up bytes when nothing is queued (an item put since is still waited for)."""
         with contextlib.suppress(BlockingIOError):
             while os.read(self._wake_read, 4096):
                 pass
+
+    def drain(self) -> list[str]:
+        """Everything queued, in order (a byte left behind only wakes the loop once for nothing)."""
+        self.clear_wake()
         items = []
         with contextlib.suppress(IndexError):
             while True:
@@ -114,7 +123,7 @@ class NfsEvents:
             command.append(str(self.requests))
         try:
             process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                       preexec_fn=_die_with_parent)
+                                       preexec_fn=die_with_parent)
         except OSError as exc:
             return self._failed(f"inotifywait cannot run ({exc.strerror}): install inotify-tools")
         assert process.stdout is not None and process.stderr is not None

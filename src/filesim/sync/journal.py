@@ -4,21 +4,25 @@
 share: one JSON line per batch of changed paths (``{"paths": [...], "closed": [...]}``, closed:
 those whose writer closed them last, where the host reports it), a heartbeat line
 every ``BEAT`` seconds and ``{"rescan": true}`` when it cannot say what changed (it just
-started, or too much changed at once). The agent reads what was appended since its last look,
-at the cost of one ``stat`` when nothing was. The journal is a hint, never the truth: the
+started, or too much changed at once). The agent is passed what is appended by ``tail``, so
+an idle agent only wakes for the heartbeat. The journal is a hint, never the truth: the
 agent still polls as a safety net, and at its interval whenever the journal has been silent
 for ``STALE`` seconds (by the agent's own clock: the laptop's and the VM's clocks may differ).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
+import subprocess
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from filesim.sync.process import FIRST_RETRY, MAX_RETRY, die_with_parent
 from filesim.sync.status import HIDDEN
 
 JOURNAL = f"{HIDDEN}/journal"
@@ -30,6 +34,8 @@ ROTATE_BYTES = 1 << 20
 MAX_PATHS = 5000
 #: The agent reads at most this much per look (a long backlog is a rescan anyway).
 MAX_READ = 4 << 20
+#: How often tail looks at the journal (seconds): most of the hinted paths' latency.
+FOLLOW_EVERY = 0.25
 
 
 @dataclass
@@ -49,15 +55,29 @@ def valid_hint(path: object) -> bool:
 
 
 class JournalReader:
-    """The agent's side: new hints per look, and whether the watcher is alive."""
+    """The agent's side: new hints per look, and whether the watcher is alive.
 
-    def __init__(self, path: Path, clock: Callable[[], float] = time.monotonic):
+    GNU ``tail`` follows the journal (by name, so a journal started over or made anew is
+    followed too) and polls it in C every ``FOLLOW_EVERY`` seconds: its inotify is switched
+    off, as the host's writes over 9p raise no events in the VM. The agent's loop waits on
+    tail's output with its other events, so an idle agent wakes only for the heartbeat.
+    tail's own notices (a journal truncated, replaced, gone) arrive as lines that are no
+    record: each asks for a rescan, as does a tail that ended and was started again.
+    """
+
+    def __init__(self, path: Path, log: logging.Logger, wake_on: Callable[[int | None], None],
+                 clock: Callable[[], float] = time.monotonic):
         self.path = path
+        self.log = log
+        self.wake_on = wake_on
         self.clock = clock
-        self.offset: int | None = None
-        self.seen: tuple[int, int] | None = None
+        self.process: subprocess.Popen[bytes] | None = None
         self.last_growth: float | None = None
         self.rest = b""
+        self.rescan = False
+        self.retry_at = 0.0
+        self.retry_wait = FIRST_RETRY
+        self.said: bytes = b""
 
     @property
     def fresh(self) -> bool:
@@ -70,70 +90,95 @@ class JournalReader:
             return float("inf")
         return self.last_growth + STALE
 
-    def changed(self) -> bool:
-        """Whether the journal looks different since the last read (one stat)."""
+    def start(self) -> bool:
+        """Follow from the journal's end: what is in it already, the agent's pass sees."""
         try:
-            st = os.stat(self.path)
+            start = os.stat(self.path).st_size
         except OSError:
-            return self.seen is not None
-        return (st.st_size, st.st_mtime_ns) != self.seen
+            start = 0
+        try:
+            process = subprocess.Popen(
+                ["tail", "---disable-inotify", "--follow=name", "--retry",
+                 f"--sleep-interval={FOLLOW_EVERY}", f"--bytes=+{start + 1}", str(self.path)],
+                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                preexec_fn=die_with_parent)
+        except OSError as exc:
+            return self._ended(f"tail cannot run ({exc.strerror}): install coreutils")
+        assert process.stdout is not None
+        os.set_blocking(process.stdout.fileno(), False)
+        self.process, self.rest = process, b""
+        self.wake_on(process.stdout.fileno())
+        return True
+
+    def stop(self) -> None:
+        """Stop following."""
+        process, self.process = self.process, None
+        if process is not None:
+            self.wake_on(None)
+            process.kill()
+            process.wait()
+            assert process.stdout is not None
+            process.stdout.close()
+
+    def restart_due(self) -> float:
+        """When ``read`` starts tail again (monotonic clock; never while it runs)."""
+        return float("inf") if self.process is not None else self.retry_at
 
     def read(self) -> Hints:
-        """What was appended since the last call (the first call only takes the position)."""
+        """What tail passed on since the last call (none waits: a read that would block is empty)."""
         hints = Hints()
-        try:
-            st = os.stat(self.path)
-        except OSError:
-            self.seen = None
+        if self.process is None:
+            if self.retry_at and self.clock() >= self.retry_at and self.start():
+                hints.rescan = True  # what was written while nobody followed is unknown
             return hints
-        seen = (st.st_size, st.st_mtime_ns)
-        if seen == self.seen:
-            return hints
-        self.seen = seen
-        if self.offset is None:
-            self.offset = st.st_size  # what was written before the agent started is not news
-            return hints
-        self.last_growth = self.clock()
-        if st.st_size < self.offset:  # started over: what was appended before is unknown
-            self.offset, self.rest, hints.rescan = 0, b"", True
-        elif st.st_size == self.offset:
-            return hints  # touched, not appended to
-        try:
-            fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
-        except OSError:
-            return hints
-        try:  # only what was appended: a heartbeat is a few bytes
-            data = os.pread(fd, min(MAX_READ, st.st_size - self.offset), self.offset)
-        except OSError:
-            return hints
-        finally:
-            os.close(fd)
-        self.offset += len(data)
-        if st.st_size - self.offset > 0 and len(data) == MAX_READ:
-            hints.rescan = True  # a backlog this long: look at everything instead
-        *lines, self.rest = (self.rest + data).split(b"\n")
-        for line in lines:
-            self._parse(line, hints)
+        assert self.process.stdout is not None
+        data = b""
+        with contextlib.suppress(BlockingIOError):
+            while chunk := os.read(self.process.stdout.fileno(), 1 << 16):
+                data += chunk
+                if len(data) >= MAX_READ:
+                    hints.rescan = True  # a backlog this long: look at everything instead
+                    break
+            else:
+                self._ended(f"tail exited: {os.fsdecode(self.said) or 'no message'}")
+                hints.rescan = True
+        if data:
+            *lines, self.rest = (self.rest + data).split(b"\n")
+            for line in lines:
+                if line.startswith(b"tail: "):
+                    self.said = line
+                    hints.rescan = True  # the journal was truncated, replaced or is gone
+                elif self._parse(line, hints):
+                    self.last_growth = self.clock()
         return hints
 
+    def _ended(self, error: str) -> bool:
+        self.stop()
+        self.log.error("windows hints unavailable", extra={
+            "error": error, "detail": f"tail is started again in {self.retry_wait:.0f}s"})
+        self.retry_at = self.clock() + self.retry_wait
+        self.retry_wait = min(MAX_RETRY, self.retry_wait * 2)
+        return False
+
     @staticmethod
-    def _parse(line: bytes, hints: Hints) -> None:
+    def _parse(line: bytes, hints: Hints) -> bool:
+        """Add one line's hints; whether it was a record (the watcher is alive)."""
         if not line.strip():
-            return
+            return False
         try:
             record = json.loads(line)
         except ValueError:
             hints.rescan = True
-            return
+            return False
         if not isinstance(record, dict):
             hints.rescan = True
-            return
+            return False
         if record.get("rescan"):
             hints.rescan = True
         paths = record.get("paths", [])
         if not isinstance(paths, list):
             hints.rescan = True
-            return
+            return True
         for path in paths:
             if valid_hint(path):
                 hints.paths.add(path)
@@ -143,6 +188,7 @@ class JournalReader:
         closed = record.get("closed", [])
         if isinstance(closed, list):
             hints.closed.update(p for p in closed if valid_hint(p) and p in hints.paths)
+        return True
 
 
 class JournalWriter:
