@@ -114,7 +114,7 @@ def test_a_journal_deleted_and_made_anew_is_followed_with_a_rescan(tmp_path, fol
     writer.beat()
     reader = follow()
     shutil.rmtree(tmp_path / JOURNAL.split("/")[0])  # the tester deleted the hidden folder
-    assert quiet(reader).rescan  # tail says the journal is gone
+    assert read_until(reader, lambda h: h.rescan).rescan  # tail says the journal is gone
     writer.changed(["new.txt"])  # the watcher makes it again
     hints = read_until(reader, lambda h: h.paths)
     assert hints.paths == {"new.txt"}

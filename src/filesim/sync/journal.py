@@ -74,10 +74,11 @@ class JournalReader:
         self.process: subprocess.Popen[bytes] | None = None
         self.last_growth: float | None = None
         self.rest = b""
-        self.rescan = False
         self.retry_at = 0.0
         self.retry_wait = FIRST_RETRY
-        self.said: bytes = b""
+        #: tail's last notice, and the last failure logged (each is logged once).
+        self.said = b""
+        self.error: str | None = None
 
     @property
     def fresh(self) -> bool:
@@ -97,7 +98,7 @@ class JournalReader:
         except OSError:
             start = 0
         try:
-            process = subprocess.Popen(
+            process = subprocess.Popen(  # three dashes: GNU's (and uutils') switch
                 ["tail", "---disable-inotify", "--follow=name", "--retry",
                  f"--sleep-interval={FOLLOW_EVERY}", f"--bytes=+{start + 1}", str(self.path)],
                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -150,12 +151,18 @@ class JournalReader:
                     hints.rescan = True  # the journal was truncated, replaced or is gone
                 elif self._parse(line, hints):
                     self.last_growth = self.clock()
+                    if self.error is not None:  # tail works again: a later failure backs off anew
+                        self.log.info("windows hints", extra={"detail": "tail following again"})
+                        self.error, self.retry_wait = None, FIRST_RETRY
         return hints
 
     def _ended(self, error: str) -> bool:
         self.stop()
-        self.log.error("windows hints unavailable", extra={
-            "error": error, "detail": f"tail is started again in {self.retry_wait:.0f}s"})
+        if error != self.error:
+            self.log.error("windows hints unavailable", extra={
+                "error": error, "detail": "tail is started again after a back-off; "
+                "meanwhile the Windows side is polled"})
+        self.error = error
         self.retry_at = self.clock() + self.retry_wait
         self.retry_wait = min(MAX_RETRY, self.retry_wait * 2)
         return False
