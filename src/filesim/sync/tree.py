@@ -26,6 +26,8 @@ from filesim.sync.status import HIDDEN, MARKER, PROBE_PREFIX
 
 TEMP_PREFIX = ".filesim-tmp."
 CHUNK = 1 << 20
+#: What a hole reads as, for its hash (made once: a copy of a small file made it each time).
+_ZEROS = memoryview(bytes(CHUNK))
 #: Walks of one poll at most, when folders keep moving while it walks.
 POLL_ATTEMPTS = 3
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -688,10 +690,9 @@ def _same_version(current: Sig, expected: Sig) -> bool:
 
 
 def _copy_data(src: int, out: int, size: int) -> tuple[int, str]:
-    """Copy ``size`` bytes, hashing them; holes stay holes where the source reports them."""
+    """Copy ``size`` bytes into the new file ``out``, hashing them; holes stay holes."""
     digest = new_hash()
-    position = 0
-    zeros = bytes(CHUNK)
+    position = written = 0
     while position < size:
         try:
             data = os.lseek(src, position, os.SEEK_DATA)
@@ -700,7 +701,7 @@ def _copy_data(src: int, out: int, size: int) -> tuple[int, str]:
         data = min(data, size)
         while position < data:  # a hole: hashed as the zeros it reads as, not written
             step = min(CHUNK, data - position)
-            digest.update(zeros[:step])
+            digest.update(_ZEROS[:step])
             position += step
         if position >= size:
             break
@@ -717,7 +718,9 @@ def _copy_data(src: int, out: int, size: int) -> tuple[int, str]:
             os.pwrite(out, chunk, position)
             digest.update(chunk)
             position += len(chunk)
-    os.ftruncate(out, position)
+            written = position
+    if written != position:
+        os.ftruncate(out, position)  # a hole at the end
     return position, digest.hexdigest()
 
 
