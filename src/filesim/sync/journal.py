@@ -76,7 +76,7 @@ class JournalReader:
         self.rest = b""
         self.retry_at = 0.0
         self.retry_wait = FIRST_RETRY
-        #: tail's last notice, and the last failure logged (each is logged once).
+        #: tail's last notice (named if it ends), and the failure last logged (logged once).
         self.said = b""
         self.error: str | None = None
 
