@@ -209,13 +209,17 @@ def latencies(what: str, source: Path, dest: Path, changes: int, spread: float, 
 
 def cpu_seconds(pid: int) -> float:
     """CPU time of ``pid`` and its helpers (tail, inotifywait: live ones and reaped ones)."""
+    return _cpu_ticks(pid) / os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_ticks(pid: int) -> int:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    ticks = sum(int(f) for f in fields[11:15])
+    ticks = sum(int(f) for f in fields[11:15])  # utime, stime, and those of reaped children
     for task in Path(f"/proc/{pid}/task").iterdir():
         for child in (task / "children").read_text().split():
-            with contextlib.suppress(OSError):
-                ticks += round(cpu_seconds(int(child)) * os.sysconf("SC_CLK_TCK"))
-    return ticks / os.sysconf("SC_CLK_TCK")
+            with contextlib.suppress(OSError):  # ended meanwhile: its parent's counts have it
+                ticks += _cpu_ticks(int(child))
+    return ticks
 
 
 def rss_mib(pid: int, field: str = "VmRSS") -> float:

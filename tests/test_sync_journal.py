@@ -129,7 +129,7 @@ def test_a_tail_that_ended_is_started_again_and_asks_for_a_rescan(tmp_path, foll
     assert read_until(reader, lambda h: h.rescan).rescan
     assert reader.process is None and "windows hints unavailable" in caplog.text
     writer.changed(["lost.txt"])  # while nobody follows: the rescan finds it
-    time.sleep(reader.retry_at - time.monotonic())
+    time.sleep(reader.restart_due() - time.monotonic())
     assert read_until(reader, lambda h: h.rescan).rescan  # started again, with a rescan
     assert reader.process is not None
     writer.changed(["next.txt"])

@@ -19,7 +19,7 @@ import time
 from collections import deque
 from pathlib import Path
 
-from filesim.sync.process import FIRST_RETRY, MAX_RETRY, die_with_parent
+from filesim.sync.process import Backoff, die_with_parent
 from filesim.sync.tree import IGNORED_PREFIXES, ignored
 
 #: Queued (instead of a path) when events may have been lost: the export needs a rescan.
@@ -110,9 +110,9 @@ class NfsEvents:
         #: Whether events are coming (else the export is found by rescans). Kept by start, stop
         #: and the reader thread, which sees inotifywait end: no waitpid to ask.
         self.running = False
-        self.retry_at = 0.0
-        self.retry_wait = FIRST_RETRY
-        self.error: str | None = None
+        self.restarts = Backoff(log, "nfs events", "changes over NFS are found by rescans until it works")
+        #: inotifywait's last message on stderr.
+        self.said: str | None = None
 
     def start(self, timeout: float = 60.0) -> bool:
         """Start watching; True once every folder is watched. A failure is logged, not raised."""
@@ -132,21 +132,19 @@ class NfsEvents:
         if not ready.wait(timeout) or process.poll() is not None:
             process.kill()
             process.wait()
-            return self._failed(self.error or f"inotifywait did not watch {self.root} within {timeout:.0f}s")
+            return self._failed(self.said or f"inotifywait did not watch {self.root} within {timeout:.0f}s")
         self.process, self.running = process, True
         threading.Thread(target=self._read_events, args=(process,), daemon=True).start()
-        if self.error is not None:
-            self.log.info("nfs events", extra={"detail": "inotifywait watching again"})
-        self.error, self.retry_wait = None, FIRST_RETRY
+        self.restarts.works("inotifywait watching again")
         return True
 
     def restart_due(self) -> float:
         """When ``restart_if_due`` has work (monotonic clock; never while running)."""
-        return float("inf") if self.running else self.retry_at
+        return float("inf") if self.running else self.restarts.at
 
     def restart_if_due(self) -> bool:
         """Start again after a failure once the back-off ran out; True if (re)started now."""
-        if self.running or time.monotonic() < self.retry_at:
+        if self.running or time.monotonic() < self.restarts.at:
             return False
         return self.start()
 
@@ -162,12 +160,7 @@ class NfsEvents:
                 process.wait()
 
     def _failed(self, error: str) -> bool:
-        if error != self.error:
-            self.log.error("nfs events unavailable", extra={
-                "error": error, "detail": "changes over NFS are found by rescans until it works"})
-        self.error = error
-        self.retry_at = time.monotonic() + self.retry_wait
-        self.retry_wait = min(MAX_RETRY, self.retry_wait * 2)
+        self.restarts.failed(error)
         return False
 
     def _read_errors(self, process: subprocess.Popen[bytes], ready: threading.Event) -> None:
@@ -177,9 +170,9 @@ class NfsEvents:
             if text == READY_LINE:
                 ready.set()
             elif text and not text.startswith(b"Setting up watches"):
-                self.error = os.fsdecode(text)
+                self.said = os.fsdecode(text)
                 if ready.is_set():
-                    self.log.warning("nfs events", extra={"detail": self.error})
+                    self.log.warning("nfs events", extra={"detail": self.said})
                     self.events.put(RESCAN)
         ready.set()  # the process ended: start() sees it
 
@@ -194,7 +187,7 @@ class NfsEvents:
         process.wait()
         if process is not self.process:
             return  # stopped on purpose (stop() forgets the process first)
-        self._failed(f"inotifywait exited ({process.returncode}): {self.error or 'no message'}")
+        self._failed(f"inotifywait exited ({process.returncode}): {self.said or 'no message'}")
         self.running = False  # after _failed: a restart waits for the back-off it sets
         self.events.put(RESCAN)
 

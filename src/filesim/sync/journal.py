@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from filesim.sync.process import FIRST_RETRY, MAX_RETRY, die_with_parent
+from filesim.sync.process import Backoff, die_with_parent
 from filesim.sync.status import HIDDEN
 
 JOURNAL = f"{HIDDEN}/journal"
@@ -74,11 +74,10 @@ class JournalReader:
         self.process: subprocess.Popen[bytes] | None = None
         self.last_growth: float | None = None
         self.rest = b""
-        self.retry_at = 0.0
-        self.retry_wait = FIRST_RETRY
-        #: tail's last notice (named if it ends), and the failure last logged (logged once).
+        self.restarts = Backoff(log, "windows hints", "tail is started again after a back-off; "
+                                "meanwhile the Windows side is polled", clock)
+        #: tail's last notice (named if it ends).
         self.said = b""
-        self.error: str | None = None
 
     @property
     def fresh(self) -> bool:
@@ -122,14 +121,14 @@ class JournalReader:
             process.stdout.close()
 
     def restart_due(self) -> float:
-        """When ``read`` starts tail again (monotonic clock; never while it runs)."""
-        return float("inf") if self.process is not None else self.retry_at
+        """When ``read`` starts tail again (monotonic clock; never while it runs or before it failed)."""
+        return float("inf") if self.process is not None or not self.restarts.at else self.restarts.at
 
     def read(self) -> Hints:
         """What tail passed on since the last call (none waits: a read that would block is empty)."""
         hints = Hints()
         if self.process is None:
-            if self.retry_at and self.clock() >= self.retry_at and self.start():
+            if self.clock() >= self.restart_due() and self.start():
                 hints.rescan = True  # what was written while nobody followed is unknown
             return hints
         assert self.process.stdout is not None
@@ -151,20 +150,12 @@ class JournalReader:
                     hints.rescan = True  # the journal was truncated, replaced or is gone
                 elif self._parse(line, hints):
                     self.last_growth = self.clock()
-                    if self.error is not None:  # tail works again: a later failure backs off anew
-                        self.log.info("windows hints", extra={"detail": "tail following again"})
-                        self.error, self.retry_wait = None, FIRST_RETRY
+                    self.restarts.works("tail following again")  # only now: it may start and die
         return hints
 
     def _ended(self, error: str) -> bool:
         self.stop()
-        if error != self.error:
-            self.log.error("windows hints unavailable", extra={
-                "error": error, "detail": "tail is started again after a back-off; "
-                "meanwhile the Windows side is polled"})
-        self.error = error
-        self.retry_at = self.clock() + self.retry_wait
-        self.retry_wait = min(MAX_RETRY, self.retry_wait * 2)
+        self.restarts.failed(error)
         return False
 
     @staticmethod
