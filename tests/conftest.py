@@ -16,9 +16,12 @@ from harness import AgentProcess, NinePShare
 def share(request, tmp_path: Path):
     """A FUSE mount behaving like minikube's 9p share; tests write in ``share.backing``.
 
-    Tests marked ``ntfs`` get NTFS's rules too (case, names, locks; tests/support/ninepfs.py).
+    Tests marked ``ntfs`` get NTFS's rules too (case, names, locks; tests/support/ninepfs.py);
+    ``listing_drops(p)`` makes listings leave out a fraction ``p`` of entries.
     """
-    mounted = NinePShare(tmp_path, ntfs=request.node.get_closest_marker("ntfs") is not None)
+    drops = request.node.get_closest_marker("listing_drops")
+    mounted = NinePShare(tmp_path, ntfs=request.node.get_closest_marker("ntfs") is not None,
+                         drop_rate=drops.args[0] if drops else 0.0)
     yield mounted
     mounted.stop()
 

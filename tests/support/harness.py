@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from filesim.sync.tree import TEMP_NAME as AGENT_TEMP
 from filesim.sync.tree import TEMP_PREFIX
 
 SUPPORT = Path(__file__).parent
@@ -33,31 +34,64 @@ def wait_until(condition: Callable[[], Any], timeout: float = 10.0, step: float 
 
 
 class NinePShare:
-    """A FUSE mount of ``backing`` at ``mount`` with 9p's quirks (tests/support/ninepfs.py).
+    """A FUSE mount with 9p's quirks (tests/support/ninepfs.py) of a data root holding one NAS folder.
 
-    With ``ntfs``, NTFS's too; ``lock(path)`` then makes a file behave as open in Excel.
+    Tests write in ``backing`` (the NAS folder as Windows has it); the agent sees ``mount``
+    (the same folder through the share). As in the pods, the whole data root is shared, so
+    the agent's versions (kept beside the NAS folder, not in it) are on the share too.
+    With ``ntfs``, NTFS's rules too; ``lock(path)`` then makes a file behave as open in Excel.
+    ``drop_rate`` leaves that fraction of entries out of every listing, as minikube's 9p
+    server has been seen to (lookups by name still find them). ``stats()`` tells how many
+    operations reached the share and how many bytes were read per file.
     """
 
-    def __init__(self, base: Path, *, ntfs: bool = False):
-        self.backing = base / "windows-backing"
-        self.mount = base / "windows-mount"
+    def __init__(self, base: Path, *, ntfs: bool = False, drop_rate: float = 0.0):
+        self.backing_root = base / "windows-backing"
+        self.mount_root = base / "windows-mount"
+        self.backing = self.backing_root / "nas"
+        self.mount = self.mount_root / "nas"
         self.locks = base / "locks.txt"
-        self.backing.mkdir()
-        self.mount.mkdir()
+        self.stats_file = base / "share-stats.json"
+        self.locked: tuple[str, ...] = ()
+        self.denied: tuple[str, ...] = ()
+        self.backing.mkdir(parents=True)
+        self.mount_root.mkdir()
         (self.backing / MARKER).write_text("filesim share marker\nid: test-share\n")
         extra = ["--ntfs", "--locks", str(self.locks)] if ntfs else []
+        extra += ["--stats", str(self.stats_file)]
+        if drop_rate:
+            extra += ["--drop-rate", str(drop_rate)]
         self.process = subprocess.Popen(
-            [sys.executable, str(SUPPORT / "ninepfs.py"), str(self.backing), str(self.mount), *extra],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        wait_until(lambda: os.path.ismount(self.mount), 10)
+            [sys.executable, str(SUPPORT / "ninepfs.py"), str(self.backing_root), str(self.mount_root),
+             *extra], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        wait_until(lambda: os.path.ismount(self.mount_root), 10)
 
     def lock(self, *paths: str) -> None:
-        """Lock files (or folders) on the NTFS share: writes, deletions and creations fail."""
-        self.locks.write_text("".join(f"{p}\n" for p in paths))
+        """Lock files (or folders) of the NAS folder: writes, deletions and creations fail."""
+        self.locked = paths
+        self._write_locks()
+
+    def deny(self, *folders: str) -> None:
+        """Give folders of the NAS folder a deny ACL: listing them or looking inside fails."""
+        self.denied = folders
+        self._write_locks()
+
+    def _write_locks(self) -> None:
+        lines = [f"{self.backing.name}/{p}" for p in self.locked]
+        lines += [f"!{self.backing.name}/{p}" for p in self.denied]
+        self.locks.write_text("".join(f"{line}\n" for line in lines))
+
+    def stats(self) -> dict[str, Any]:
+        """Operations that reached the share so far, and bytes read per file (of the NAS folder)."""
+        wait_until(self.stats_file.exists, 5)
+        data = json.loads(self.stats_file.read_text())
+        prefix = f"{self.backing.name}/"
+        return {"ops": data["ops"], "read_bytes": {k.removeprefix(prefix): v
+                                                   for k, v in data["read_bytes"].items()}}
 
     def stop(self) -> None:
         """Unmount and end the FUSE process."""
-        subprocess.run(["fusermount3", "-u", "-z", str(self.mount)], check=False,
+        subprocess.run(["fusermount3", "-u", "-z", str(self.mount_root)], check=False,
                        capture_output=True)
         try:
             self.process.wait(5)
@@ -141,8 +175,8 @@ def tree_files(root: Path) -> dict[str, bytes]:
     """
     found = {}
     for path in sorted(root.rglob("*")):
-        if path.name == MARKER or path.name.startswith(TEMP_PREFIX) \
-                or ".filesim" in path.relative_to(root).parts:
+        if path.name == MARKER or AGENT_TEMP.match(path.name) \
+                or path.relative_to(root).parts[0] == ".filesim":
             continue
         with contextlib.suppress(FileNotFoundError):  # renamed or deleted since listed
             if path.is_file():
@@ -152,7 +186,7 @@ def tree_files(root: Path) -> dict[str, bytes]:
 
 def temp_files(*roots: Path) -> list[Path]:
     """The agent's temp files left below ``roots``."""
-    return [p for root in roots for p in root.rglob(f"{TEMP_PREFIX}*")]
+    return [p for root in roots for p in root.rglob(f"{TEMP_PREFIX}*") if AGENT_TEMP.match(p.name)]
 
 
 def reset(path: Path) -> None:

@@ -14,24 +14,43 @@ With ``--ntfs`` it also behaves like NTFS behind minikube's 9p server on Windows
 - a path of 260 characters or more below the Windows root fails with ENAMETOOLONG;
 - a read-only file (``chmod 444``) cannot be written, replaced or deleted (EACCES);
 - files listed in the ``--locks`` file (one path per line, relative, like an open Excel file)
-  cannot be written, replaced or deleted, and nothing can be created in listed folders (EACCES).
+  cannot be written, replaced or deleted, and nothing can be created in listed folders (EACCES);
+  a folder listed as ``!path`` has a deny ACL: it shows in its parent, but listing it or
+  looking up anything in it fails (EACCES).
 
-Run: python ninepfs.py BACKING MOUNTPOINT [--ntfs] [--locks FILE] [--root-length N]
+With ``--drop-rate P`` every listing leaves out each entry with probability P, as minikube's
+9p server has been reported to for big folders; lookups by name still find them.
+With ``--stats FILE`` it writes, a few times a second while they change, how many operations
+of each kind reached it and how many bytes were read per file (JSON).
+
+Run: python ninepfs.py BACKING MOUNTPOINT [--ntfs] [--locks FILE] [--root-length N] [--drop-rate P]
 (foreground; unmount with fusermount3 -u)
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import errno
+import json
 import os
+import random
 import re
+import threading
+import time
 
 import mfusepy as fuse
 
 INVALID = re.compile(r'[<>:"|?*\\\x00-\x1f]')
-RESERVED = re.compile(r"^(con|prn|aux|nul|com[0-9¹²³]|lpt[0-9¹²³])(\.|$)", re.IGNORECASE)
+#: Win32 takes a device name before the first dot, trailing spaces ignored (``con .txt``).
+RESERVED = re.compile(r"^(con|prn|aux|nul|com[0-9¹²³]|lpt[0-9¹²³]) *(\.|$)", re.IGNORECASE)
 MAX_PATH = 259
+#: ``C:\simulator-data``: the mount is the data root, as in the pods.
+DATA_ROOT_LENGTH = 17
+#: The operations this share implements (each a round trip to Windows over 9p).
+OPERATIONS = ("access", "chmod", "chown", "create", "flush", "fsync", "getattr", "link", "mkdir",
+              "open", "opendir", "read", "readdir", "release", "rename", "rmdir", "statfs",
+              "symlink", "truncate", "unlink", "utimens", "write")
 
 
 class NinePLike(fuse.Operations):
@@ -40,11 +59,39 @@ class NinePLike(fuse.Operations):
     use_ns = True
 
     def __init__(self, root: str, *, ntfs: bool = False, locks: str | None = None,
-                 root_length: int = 28):
+                 root_length: int = DATA_ROOT_LENGTH, drop_rate: float = 0.0,
+                 stats: str | None = None):
         self.root = root
         self.ntfs = ntfs
         self.locks = locks
         self.root_length = root_length
+        self.drop_rate = drop_rate
+        self.random = random.Random()
+        self.stats = stats
+        self.ops: collections.Counter[str] = collections.Counter()
+        self.read_bytes: collections.Counter[str] = collections.Counter()
+        if stats:
+            for name in OPERATIONS:
+                setattr(self, name, self._counted(name, getattr(self, name)))
+            threading.Thread(target=self._write_stats, daemon=True).start()
+
+    def _counted(self, name, operation):
+        def counted(*args, **kwargs):
+            self.ops[name] += 1
+            return operation(*args, **kwargs)
+        return counted
+
+    def _write_stats(self) -> None:
+        written = None
+        while True:
+            now = (dict(self.ops), dict(self.read_bytes))
+            if now != written:
+                temp = f"{self.stats}.tmp"
+                with open(temp, "w") as out:
+                    json.dump({"ops": now[0], "read_bytes": now[1]}, out)
+                os.replace(temp, self.stats)
+                written = now
+            time.sleep(0.1)
 
     # -- NTFS names --------------------------------------------------------------------------
 
@@ -83,17 +130,27 @@ class NinePLike(fuse.Operations):
         folder = self._full(parent)
         return os.path.join(folder, self._match(folder, stripped) or stripped)
 
-    def _check_unlocked(self, path: str, *, folder: bool = False) -> None:
-        """EACCES for a locked file (or for creating in a locked folder), as Windows refuses."""
+    def _listed(self) -> set[str]:
         if not self.ntfs or not self.locks:
-            return
+            return set()
         try:
             with open(self.locks) as listing:
-                locked = {line.strip().strip("/").casefold() for line in listing if line.strip()}
+                return {line.strip().strip("/").casefold() for line in listing if line.strip()}
         except FileNotFoundError:
-            return
-        if path.strip("/").casefold() in locked:
+            return set()
+
+    def _check_unlocked(self, path: str, *, folder: bool = False) -> None:
+        """EACCES for a locked file (or for creating in a locked folder), as Windows refuses."""
+        if path.strip("/").casefold() in self._listed():
             raise fuse.FuseOSError(errno.EACCES)
+
+    def _check_allowed(self, path: str, *, inside: bool) -> None:
+        """EACCES below a folder with a deny ACL (``inside``: the folder itself is listed too)."""
+        denied = [line[1:].strip("/") for line in self._listed() if line.startswith("!")]
+        key = path.strip("/").casefold()
+        for folder in denied:
+            if (inside and key == folder) or key.startswith(folder + "/"):
+                raise fuse.FuseOSError(errno.EACCES)
 
     def _check_writable(self, path: str) -> None:
         """EACCES for a read-only or locked file on NTFS."""
@@ -109,6 +166,7 @@ class NinePLike(fuse.Operations):
     # -- operations --------------------------------------------------------------------------
 
     def getattr(self, path, fh=None):
+        self._check_allowed(path, inside=False)
         st = os.lstat(self._full(path))
         attrs = {key: getattr(st, key) for key in (
             "st_mode", "st_nlink", "st_uid", "st_gid", "st_size")}
@@ -119,12 +177,20 @@ class NinePLike(fuse.Operations):
                      st_ino=(attrs["st_size"] & 0xFFFFFFFF) + 2)
         return attrs
 
+    def opendir(self, path):
+        self._check_allowed(path, inside=True)
+        return 0
+
     def readdir(self, path, fh):
+        self._check_allowed(path, inside=True)
         # With use_ino, an entry's inode comes from here, and readdir(3) hides inode 0.
-        entries = [(".", self.getattr(path), 0), ("..", {"st_mode": 0o40755, "st_ino": 2}, 0)]
+        entries = [(".", NinePLike.getattr(self, path), 0), ("..", {"st_mode": 0o40755, "st_ino": 2}, 0)]
         for name in os.listdir(self._full(path)):
+            if self.drop_rate and self.random.random() < self.drop_rate:
+                continue  # an incomplete listing: the entry is still there by name
             try:
-                entries.append((name, self.getattr(os.path.join(path, name)), 0))
+                # The class's getattr: one kernel readdir, not a counted getattr per entry.
+                entries.append((name, NinePLike.getattr(self, os.path.join(path, name)), 0))
             except FileNotFoundError:
                 continue
         return entries
@@ -146,7 +212,9 @@ class NinePLike(fuse.Operations):
         return os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
 
     def read(self, path, size, offset, fh):
-        return os.pread(fh, size, offset)
+        data = os.pread(fh, size, offset)
+        self.read_bytes[path.lstrip("/")] += len(data)
+        return data
 
     def write(self, path, data, offset, fh):
         return os.pwrite(fh, data, offset)
@@ -231,10 +299,12 @@ def main() -> None:
     parser.add_argument("mountpoint")
     parser.add_argument("--ntfs", action="store_true")
     parser.add_argument("--locks")
-    parser.add_argument("--root-length", type=int, default=28)
+    parser.add_argument("--root-length", type=int, default=DATA_ROOT_LENGTH)
+    parser.add_argument("--drop-rate", type=float, default=0.0)
+    parser.add_argument("--stats")
     args = parser.parse_args()
     operations = NinePLike(os.path.abspath(args.backing), ntfs=args.ntfs, locks=args.locks,
-                           root_length=args.root_length)
+                           root_length=args.root_length, drop_rate=args.drop_rate, stats=args.stats)
     fuse.FUSE(operations, args.mountpoint, foreground=True, nothreads=False,
               allow_other=True, use_ino=True, direct_io=True, attr_timeout=0, entry_timeout=0,
               negative_timeout=0)
