@@ -183,28 +183,33 @@ def destroy(c, force=False, engine=None, values=None, set=None, data_root=None, 
     toolkit.stop_watcher(eng)
 
 
-@task(**{**ENGINE_ARGS, "help": {**ENGINE_HELP, "nas": "NAS name", "path": "only this path's versions",
-                                 "json": "print JSON"}})
-@user_errors
-def versions(c, nas, path=None, json=False, engine=None, values=None, set=None, data_root=None, context=None):
-    """List what the sync agent kept of a NAS's Windows folder before deleting or replacing it."""
-    show(toolkit.versions_report(toolkit.engine(engine, values, set, data_root, context), nas, path, json))
+SIDE_HELP = "windows (your folder, default) or nfs (the export)"
 
 
 @task(**{**ENGINE_ARGS, "help": {**ENGINE_HELP, "nas": "NAS name",
-                                 "path": "the path, as in the Windows folder",
-                                 "at": "the latest version kept at or before this UTC time "
-                                       "(default: the latest)",
-                                 "json": "print JSON", "timeout": "seconds to wait for NFS (60)"}})
+                                 "path": "only the versions of this file or folder",
+                                 "side": SIDE_HELP, "json": "print JSON"}})
 @user_errors
-def restore(c, nas, path, at=None, json=False, timeout=60, engine=None, values=None, set=None,
-            data_root=None, context=None):
-    """Put a kept version back in the Windows folder and wait until it is on NFS too."""
+def versions(c, nas, path=None, side="windows", json=False, engine=None, values=None, set=None,
+             data_root=None, context=None):
+    """List what the sync agent kept of a NAS (either side) before deleting or replacing it."""
+    show(*toolkit.versions_report(toolkit.engine(engine, values, set, data_root, context), nas,
+                                  path, json, side))
+
+
+@task(**{**ENGINE_ARGS, "help": {**ENGINE_HELP, "nas": "NAS name",
+                                 "path": "a file, or a folder (every file kept below it; . for all)",
+                                 "at": "the latest versions kept at or before this UTC time "
+                                       "(default: the latest)",
+                                 "side": SIDE_HELP, "json": "print JSON",
+                                 "timeout": "seconds to wait for the other side (60)"}})
+@user_errors
+def restore(c, nas, path, at=None, side="windows", json=False, timeout=60, engine=None, values=None,
+            set=None, data_root=None, context=None):
+    """Put kept versions back (in the folder or the export) and wait until both sides have them."""
     result = toolkit.restore(toolkit.engine(engine, values, set, data_root, context), nas, path, at,
-                             float(timeout))
-    print(jsonlib.dumps(result) if json else
-          f"{nas}: restored {result['path']} as kept at {result['restored']} UTC; "
-          + ("on NFS too" if result["synced"] else "not yet on NFS: see `invoke status`"))
+                             toolkit.seconds(timeout, "--timeout"), side)
+    print(jsonlib.dumps(result) if json else toolkit.restore_report(result))
     if not result["ok"]:
         raise Exit(code=1)
 

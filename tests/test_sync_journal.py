@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import shutil
+import threading
 import time
 
 import pytest
@@ -212,3 +213,67 @@ def test_a_watcher_killed_mid_burst_loses_nothing(share, nfs_dir, make_agent, wa
         nfs_dir / "burst").is_dir() else False, STALE + 30)
     for i in range(400):
         assert (nfs_dir / "burst" / f"f{i:03}.dat").read_bytes() == f"{i}\n".encode() * 10
+
+
+@pytest.mark.slow
+def test_a_watched_folder_rename_of_2000_files_is_a_rename_every_time(
+        share, nfs_dir, make_agent, watcher):
+    """Issue #19 case 3: its hints may come in pieces, in either order; it stays one rename."""
+    folder = share.backing / "run-0"
+    folder.mkdir()
+    for i in range(2000):
+        (folder / f"f{i:04}.dat").write_text(f"{i}\n")
+    agent = make_agent(interval=60).start(wait=False)
+    wait_until(lambda: len(list((nfs_dir / "run-0").glob("*.dat"))) == 2000, timeout=60)
+    watcher.start()
+    wait_until(lambda: agent.status()["windows_changes"] == "journal", 10)
+
+    for run in range(1, 6):
+        before = len(agent.log_events())
+        (share.backing / f"run-{run - 1}").rename(share.backing / f"run-{run}")
+        wait_until(lambda r=run: not (nfs_dir / f"run-{r - 1}").exists()
+                   and len(list((nfs_dir / f"run-{r}").glob("*.dat"))) == 2000, timeout=30)
+        wait_until(lambda b=before: len(agent.log_events()) > b)  # the line follows the rename
+        events = [e["event"] for e in agent.log_events()[before:]]
+        assert "rename" in events and "copy" not in events and "delete" not in events, (run, events)
+    assert agent.status()["held_deletions"] == 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("first", ["new", "old"])
+def test_a_rename_whose_hints_come_in_two_pieces_is_one_rename(share, nfs_dir, make_agent, first):
+    """Issue #19 case 3, made exact: the journal says the new names and the old ones apart."""
+    old, new = share.backing / "before", share.backing / "after"
+    old.mkdir()
+    for i in range(300):
+        (old / f"f{i:03}.dat").write_text(f"{i}\n")
+    agent = make_agent(interval=60).start(wait=False)
+    wait_until(lambda: len(list((nfs_dir / "before").glob("*.dat"))) == 300, timeout=30)
+    journal = JournalWriter(share.backing)
+    beating = True
+
+    def beat():
+        while beating:
+            journal.beat()
+            time.sleep(0.5)
+
+    beater = threading.Thread(target=beat, daemon=True)
+    beater.start()
+    try:
+        wait_until(lambda: agent.status()["windows_changes"] == "journal", 10)
+        before = len(agent.log_events())
+        old.rename(new)
+        pieces = {"old": ["before", *(f"before/f{i:03}.dat" for i in range(300))],
+                  "new": ["after", *(f"after/f{i:03}.dat" for i in range(300))]}
+        second = "old" if first == "new" else "new"
+        journal.changed(pieces[first], closed=pieces[first])
+        time.sleep(0.6)  # longer than the settle time: the first piece is acted on alone
+        journal.changed(pieces[second], closed=pieces[second])
+        wait_until(lambda: not (nfs_dir / "before").exists()
+                   and len(list((nfs_dir / "after").glob("*.dat"))) == 300, timeout=20)
+        wait_until(lambda: any(e["event"] == "rename" for e in agent.log_events()[before:]))
+        events = [e["event"] for e in agent.log_events()[before:]]
+        assert "copy" not in events and "delete" not in events, events
+    finally:
+        beating = False
+        beater.join()

@@ -87,8 +87,9 @@ def test_a_file_open_in_excel_is_replaced_once_closed_and_kept_as_a_version(shar
     share.lock()
     wait_until(lambda: (share.backing / "sheet.xlsx").read_bytes() == b"v2 from the system under test",
                timeout=30)
-    [kept] = Versions(share.backing).of("sheet.xlsx")
-    assert (share.backing / ".filesim" / "versions" / kept.version).read_bytes() == b"v1"
+    versions = Versions.of_share(share.backing)
+    [kept] = versions.of("sheet.xlsx")
+    assert (versions.folder / kept.version).read_bytes() == b"v1"
 
 
 def test_a_share_deleted_and_created_again_gets_everything_nfs_wrote_meanwhile(share, nfs_dir,
@@ -121,7 +122,7 @@ def test_a_testers_file_deleted_over_nfs_is_kept_and_restored_on_both_sides(shar
     (nfs_dir / "input.csv").unlink()  # the system under test cleans up its input
     wait_until(lambda: not (share.backing / "input.csv").exists())
 
-    versions = Versions(share.backing)
+    versions = Versions.of_share(share.backing)
     [kept] = versions.of("input.csv")
     assert kept.size == len("the tester's only copy\n")
     versions.restore("input.csv")

@@ -17,6 +17,8 @@ import time
 import pytest
 from harness import cpu_seconds, tree_files, wait_until
 
+from filesim.sync.versions import Versions
+
 pytestmark = pytest.mark.ntfs
 
 REFUSED_BY_WINDOWS = ["a:b.txt", "what?.txt", "aux.txt", "con", "trailing.", "trailing ", "\\",
@@ -303,7 +305,7 @@ def test_a_file_replaced_by_a_folder_and_back_converges(share, nfs_dir, make_age
     (nfs_dir / "thing").mkdir()
     (nfs_dir / "thing" / "inside.txt").write_text("now a folder\n")
     wait_until(lambda: (share.backing / "thing" / "inside.txt").exists())
-    versions = list((share.backing / ".filesim" / "versions").glob("thing~*"))
+    versions = list(Versions.of_share(share.backing).folder.glob("thing~*"))
     assert [v.read_text() for v in versions] == ["a file\n"]
 
     (share.backing / "thing" / "inside.txt").unlink()

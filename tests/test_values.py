@@ -63,7 +63,8 @@ def test_schema_defaults_are_themselves_valid():
     nas = filled["nasServers"][0]
     assert nas["role"] == "backup" and nas["access"] == "rw"
     assert nas["sync"] == {"mode": "bidirectional", "interval": 2, "settle": 0.5,
-                           "maxDeleteFraction": 0.5, "maxDelay": 5, "windowsNames": "encode",
+                           "maxDeleteFraction": 0.5, "maxDeleteRate": 100, "maxDelay": 5,
+                           "windowsNames": "encode",
                            "hashSweep": {"minutes": 30, "mbPerSecond": 4}, "logLevel": "info"}
     assert nas["versions"] == {"days": 7, "maxSize": "1Gi"}
     assert nas["storage"]["sizeLimit"] == "500Mi"
@@ -132,11 +133,13 @@ def test_the_agent_defaults_are_the_schema_defaults():
     versions = values.load_dict()["nasServers"][0]["versions"]
     agent = Settings(None, None, None, "bidirectional")
     assert (agent.interval, agent.settle, agent.max_delay, agent.max_delete_fraction,
-            agent.windows_names, agent.hash_sweep_minutes, agent.hash_sweep_mb_per_second,
-            agent.log_level, agent.versions_days, agent.versions_max_bytes) == (
+            agent.max_delete_rate, agent.windows_names, agent.hash_sweep_minutes,
+            agent.hash_sweep_mb_per_second, agent.log_level, agent.versions_days,
+            agent.versions_max_bytes) == (
         sync["interval"], sync["settle"], sync["maxDelay"], sync["maxDeleteFraction"],
-        sync["windowsNames"], sync["hashSweep"]["minutes"], sync["hashSweep"]["mbPerSecond"],
-        sync["logLevel"], versions["days"], to_bytes(versions["maxSize"]))
+        sync["maxDeleteRate"], sync["windowsNames"], sync["hashSweep"]["minutes"],
+        sync["hashSweep"]["mbPerSecond"], sync["logLevel"], versions["days"],
+        to_bytes(versions["maxSize"]))
 
 
 EXAMPLE_OVERLAY = Path(__file__).parents[1] / "values" / "examples" / "overlay.yaml"

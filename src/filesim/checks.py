@@ -7,7 +7,7 @@ import uuid
 from typing import Any
 
 from filesim.engines import Engine, EngineError
-from filesim.sync.status import MARKER, PROBE_PREFIX
+from filesim.sync.status import HIDDEN, MARKER
 
 CLEANUP_ROUNDS = 3
 CLEANUP_TIMEOUT = 30.0
@@ -80,9 +80,10 @@ def _clean_up(engine: Engine, nas: str, mode: str, names: list[str]) -> None:
 def probe_windows(engine: Engine, nas: str) -> dict[str, Any]:
     """Show the three views of the NAS's Windows folder and prove they are one folder."""
     paths = engine.paths(nas)
-    name = f"{PROBE_PREFIX}{uuid.uuid4().hex[:8]}"
+    name = f"{HIDDEN}/probe-{uuid.uuid4().hex[:8]}"  # the agent's own folder: never synced
     data = f"probe {name}"
     probe = _share(engine, nas) / name
+    probe.parent.mkdir(exist_ok=True)
     probe.write_text(data)
     try:
         result = engine.exec(nas, "sync", ["cat", f"{paths.container}/{name}"])

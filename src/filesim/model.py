@@ -77,6 +77,7 @@ class SyncSettings:
     interval: float
     settle: float
     max_delete_fraction: float
+    max_delete_rate: int
     max_delay: float
     windows_names: str
     hash_sweep_minutes: float
@@ -233,8 +234,9 @@ def _nas(raw: Mapping[str, Any], image: Image, target_defaults: Mapping[str, Map
         role=raw["role"],
         access=raw["access"],
         sync=SyncSettings(sync["mode"], sync["interval"], sync["settle"], sync["maxDeleteFraction"],
-                          sync["maxDelay"], sync["windowsNames"], sync["hashSweep"]["minutes"],
-                          sync["hashSweep"]["mbPerSecond"], sync["logLevel"]),
+                          sync["maxDeleteRate"], sync["maxDelay"], sync["windowsNames"],
+                          sync["hashSweep"]["minutes"], sync["hashSweep"]["mbPerSecond"],
+                          sync["logLevel"]),
         versions=VersionsSettings(raw["versions"]["days"], str(raw["versions"]["maxSize"])),
         sidecar_enabled=sidecar["enabled"],
         sidecar_image=Image.parse(sidecar.get("image", {}), base=image),

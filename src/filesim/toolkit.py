@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from collections.abc import Sequence
@@ -18,6 +19,17 @@ from filesim.sync.status import MARKER
 from filesim.terminal import Reporter, table
 
 DEFAULT_DATA_ROOT = PROJECT_ROOT / "simulator-data"
+
+
+def seconds(value: Any, flag: str) -> float:
+    """A positive, finite number of seconds from a command-line value; BadInput naming ``flag``."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise BadInput(f"{flag} {value!r} is not a number of seconds; write e.g. {flag} 60") from None
+    if not math.isfinite(number) or number <= 0:
+        raise BadInput(f"{flag} {value!r}: give a positive number of seconds, e.g. {flag} 60")
+    return number
 
 
 def synth(files: Sequence[str], sets: Sequence[str], target: str, out: str) -> list[Any]:
@@ -219,28 +231,52 @@ def check_report(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def versions_report(engine: Any, nas: str, path: str | None, as_json: bool) -> Any:
-    """``invoke versions``: what the agent kept of a NAS's Windows folder."""
+SIDES = ("windows", "nfs")
+
+
+def _side(side: str) -> str:
+    if side not in SIDES:
+        raise BadInput(f"--side {side!r}: choose windows (what the agent deleted or replaced in "
+                       "your folder) or nfs (what it deleted or replaced in the export)")
+    return side
+
+
+def versions_report(engine: Any, nas: str, path: str | None, as_json: bool,
+                    side: str = "windows") -> Any:
+    """``invoke versions``: what the agent kept of one side of a NAS before deleting or replacing it."""
     from filesim.sync.versions import Versions
 
-    kept = Versions(engine.windows_folder(nas))
-    found = kept.of(path) if path else kept.all()
+    engine.server(nas)
+    if _side(side) == "windows":
+        kept = Versions.of_share(engine.windows_folder(nas))
+        found = [vars(v) for v in (kept.within(path) if path else kept.all())]
+        where = str(kept.folder)
+    else:
+        found = engine.nfs_versions(nas, path or "")
+        where = f"{nas}'s state folder"
     if as_json:
-        return json.dumps([vars(v) for v in found], indent=2)
+        return [json.dumps(found, indent=2)]
     if not found:
-        return f"{nas}: no versions kept" + (f" of {path}" if path else "")
+        return [f"{nas}: no versions kept on the {side} side" + (f" of {path}" if path else "")]
     rows = [("PATH", "KEPT AT (UTC)", "SIZE", "VERSION")]
-    rows += [(v.path, v.stamp, v.size, str(kept.folder / v.version)) for v in found]
-    return table(rows)
+    rows += [(v["path"], time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(v["at"])), v["size"],
+              v["version"]) for v in found]
+    return [table(rows), f"kept in {where}; `invoke restore {nas} PATH --side {side}` puts one back"]
 
 
-def restore(engine: Any, nas: str, path: str, at: str | None, timeout: float) -> dict[str, Any]:
-    """``invoke restore``: put a kept version back in the Windows folder, wait until NFS has it."""
+def restore(engine: Any, nas: str, path: str, at: str | None, timeout: float,
+            side: str = "windows") -> dict[str, Any]:
+    """``invoke restore``: put kept versions of a file, or of every file below a folder, back.
+
+    Windows side: into the NAS folder, then wait until NFS has them too. NFS side: the agent
+    puts them back into the export (then they reach the folder as any NFS change).
+    """
     from datetime import UTC, datetime
 
-    from filesim.errors import BadInput
     from filesim.sync.versions import Versions
 
+    engine.server(nas)
+    _side(side)
     when = None
     if at:
         try:
@@ -249,11 +285,41 @@ def restore(engine: Any, nas: str, path: str, at: str | None, timeout: float) ->
             raise BadInput(f"--at {at!r} is not a time; write e.g. 2026-11-30T07:15:00 (UTC)",
                             ) from None
         when = (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
-    try:
-        version = Versions(engine.windows_folder(nas)).restore(path, when)
-    except LookupError:
-        raise BadInput(f"{nas} keeps no version of {path!r}" + (f" from before {at}" if at else "")
-                        + f"; `invoke versions {nas}` lists what is kept") from None
+    missing = BadInput(f"{nas} keeps no version of {path!r} on the {side} side"
+                       + (f" from before {at}" if at else "")
+                       + f"; `invoke versions {nas} --side {side}` lists what is kept")
+    if side == "nfs":
+        if not engine.nfs_versions(nas, path):
+            raise missing
+        answer = engine.agent_request(nas, "restore", timeout, path=path, at=when) or {
+            "ok": False, "error": "its sync agent did not answer (see `invoke status`)"}
+        restored = [r["path"] for r in answer.get("restored", [])]
+        synced = bool(answer.get("ok")) and bool(
+            (engine.agent_request(nas, "barrier", timeout) or {}).get("ok"))
+        return {"nas": nas, "side": side, "restored": restored, "ok": synced,
+                "synced": synced, "error": answer.get("error"),
+                "failed": answer.get("failed", [])}
+    kept = Versions.of_share(engine.windows_folder(nas))
+    file_versions = [v for v in kept.of(path) if when is None or v.at <= when]
+    chosen = file_versions[-1:] or kept.under(path, when)
+    if not chosen:
+        raise missing
+    for version in chosen:
+        kept.restore(version.path, version.at)
     answer = engine.agent_request(nas, "barrier", timeout) or {"ok": False}
-    return {"nas": nas, "path": version.path, "restored": version.stamp, "ok": bool(answer.get("ok")),
-            "synced": bool(answer.get("ok"))}
+    return {"nas": nas, "side": side, "restored": [v.path for v in chosen],
+            "ok": bool(answer.get("ok")), "synced": bool(answer.get("ok")), "error": None,
+            "failed": []}
+
+
+def restore_report(result: dict[str, Any]) -> str:
+    """One line for ``invoke restore``."""
+    restored = result["restored"]
+    shown = ", ".join(restored[:3]) + (f" and {len(restored) - 3} more" if len(restored) > 3 else "")
+    where = "the folder" if result["side"] == "windows" else "the export"
+    other = "NFS" if result["side"] == "windows" else "the folder"
+    if result.get("error"):
+        return f"{result['nas']}: not restored: {result['error']}"
+    failed = "".join(f"; {f['path']} failed: {f['error']}" for f in result["failed"])
+    state = f"on {other} too" if result["synced"] else "not yet everywhere: see `invoke status`"
+    return f"{result['nas']}: restored {shown} into {where}; {state}{failed}"

@@ -28,7 +28,7 @@ from typing import Any
 
 from filesim.sync.journal import BEAT, STALE, JournalWriter
 from filesim.sync.status import HIDDEN, MARKER, write_json_atomically
-from filesim.sync.tree import IGNORED_PREFIXES
+from filesim.sync.tree import TEMP_NAME
 
 COALESCE = 0.05
 STATE_FILE = ".filesim-watch.json"
@@ -43,8 +43,8 @@ def hint_path(folder: Path, raw: str | bytes) -> str | None:
     except ValueError:
         return None
     parts = rel.parts
-    if not parts or parts[0] in (HIDDEN, MARKER) or parts[-1].startswith(IGNORED_PREFIXES):
-        return None  # the journal and versions, the marker, the agent's temp files
+    if not parts or parts[0] in (HIDDEN, MARKER) or TEMP_NAME.match(parts[-1]):
+        return None  # the journal, the marker, the agents' temp files
     return "/".join(parts)
 
 

@@ -212,3 +212,34 @@ def test_destroy_flushes_and_keeps_an_export_it_cannot_flush(podman):
     assert not Path(podman._node_dir("nas-output-3")).exists()
     podman.apply(print)  # the rest of the suite runs on a deployed topology again
     podman.wait_ready(120, print)
+
+
+def test_a_nas_folder_deleted_file_by_file_loses_nothing_the_system_under_test_wrote(podman,
+                                                                                  data_root):
+    """Issue #19 case 1: Explorer deletes the folder file by file, the marker last."""
+    nas = "nas-output-1"
+    written = {f"r{i:03}.csv": f"written over NFS {i}\n".encode() for i in range(400)}
+    nfs_copy_in(podman, nas, written)
+    folder = podman.windows_folder(nas)
+    wait_until(lambda: len(list(folder.glob("r*.csv"))) == 400, 60)
+
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and ".filesim" not in p.parts
+                   and p.name != ".filesim-share")
+    for path in files:
+        path.unlink()
+        time.sleep(10 / len(files))
+    shutil.rmtree(folder)  # what is left: folders, the journal, the marker
+    time.sleep(3)
+
+    export = Path(podman._node_dir(nas), "export")
+    listed = invoke(podman, data_root, "versions", nas, "--side", "nfs", "--json")
+    assert listed.returncode == 0, listed.stdout + listed.stderr
+    kept = {v["path"] for v in json.loads(listed.stdout)}
+    lost = [n for n in written if not (export / n).is_file() and n not in kept]
+    assert lost == [], f"{len(lost)} of 400 neither on the export nor kept"
+
+    assert invoke(podman, data_root, "setup").returncode == 0  # the folder again, a new marker
+    restored = invoke(podman, data_root, "restore", nas, ".", "--side", "nfs", "--json")
+    assert restored.returncode == 0, restored.stdout + restored.stderr
+    wait_until(lambda: len(list(folder.glob("r*.csv"))) == 400, 60)
+    assert {p.name: p.read_bytes() for p in folder.glob("r*.csv")} == written

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from filesim.errors import BadInput, UserError
+from filesim.manifests.props import STATE_DIR
 from filesim.model import Nas, Values
 from filesim.run import Runner
 from filesim.sync.status import MARKER, marker_text
@@ -52,6 +53,15 @@ def prepare_share(folder: Path, nas: Nas, dry_run: bool, progress: Progress) -> 
 
 class EngineError(UserError):
     """A user-facing failure: one line saying what is wrong and how to fix it."""
+
+
+def request_argv(kind: str, timeout: float, **details: Any) -> list[str]:
+    """The agent's command line that asks the running agent for ``kind`` (flags from ``details``)."""
+    argv = ["filesim-sync", "--state", STATE_DIR, "--request", kind, "--timeout", str(timeout)]
+    for key, value in details.items():
+        if value is not None:
+            argv += [f"--{key}", str(value)]
+    return argv
 
 
 @dataclass(frozen=True)
@@ -235,8 +245,20 @@ class Engine(abc.ABC):
         """Stop the NAS's NFS server, if the engine can stop it alone (no client writes)."""
 
     @abc.abstractmethod
-    def agent_request(self, nas: str, kind: str, timeout: float) -> dict[str, Any] | None:
-        """Ask the NAS's running agent for a flush, barrier or release; None if it cannot."""
+    def agent_request(self, nas: str, kind: str, timeout: float, **details: Any
+                      ) -> dict[str, Any] | None:
+        """Ask the NAS's running agent for a flush, barrier, release or restore; None if it cannot."""
+
+    def nfs_versions(self, nas: str, path: str = "") -> list[dict[str, Any]]:
+        """What the NAS's agent kept of the NFS side (at or below ``path``), oldest first."""
+        result = self.exec(nas, "sync", ["filesim-sync", "--state", STATE_DIR, "--versions",
+                                         "--path", path or "."])
+        try:
+            return json.loads(result.stdout.strip().splitlines()[-1])["versions"]
+        except (ValueError, IndexError, KeyError):
+            raise EngineError(f"{nas}: its sync container did not list the NFS side's versions "
+                              f"({(result.stdout + result.stderr).strip()[-200:] or 'no output'}); "
+                              f"is it running? `invoke status`") from None
 
     @abc.abstractmethod
     def remove_pod(self, nas: str, progress: Progress) -> None:

@@ -23,7 +23,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from filesim.engines.base import Engine, EngineError, NasStatus, Progress, SharePaths, prepare_share
+from filesim.engines.base import (
+    Engine,
+    EngineError,
+    NasStatus,
+    Progress,
+    SharePaths,
+    prepare_share,
+    request_argv,
+)
 from filesim.engines.podman import EXPORT_FS
 from filesim.manifests.props import EXPORT_DIR, STATE_DIR, WINDOWS_ROOT_DIR, node_dir
 from filesim.model import Values, is_windows_path, share_folder
@@ -530,12 +538,12 @@ class KubernetesEngine(Engine):
         names = [nas.name for nas in self.servers()]
         return names + sorted(set(self._pods()) - set(names))
 
-    def agent_request(self, nas: str, kind: str, timeout: float) -> dict[str, Any] | None:
+    def agent_request(self, nas: str, kind: str, timeout: float, **details: Any
+                      ) -> dict[str, Any] | None:
         pod = self._pods().get(nas)
         if pod is None:
             return None
-        result = self._exec(pod["metadata"]["name"], "sync", [
-            "filesim-sync", "--state", STATE_DIR, "--request", kind, "--timeout", str(timeout)])
+        result = self._exec(pod["metadata"]["name"], "sync", request_argv(kind, timeout, **details))
         try:
             return json.loads(result.stdout.strip().splitlines()[-1])
         except (ValueError, IndexError):

@@ -21,6 +21,7 @@ from filesim.engines.base import (
     Progress,
     SharePaths,
     prepare_share,
+    request_argv,
 )
 from filesim.manifests.props import (
     EMPTY_DIRS,
@@ -36,6 +37,7 @@ from filesim.model import Values
 from filesim.quantity import to_bytes
 from filesim.run import COMMAND_TIMEOUT, READ_TIMEOUT, CommandError, Runner
 from filesim.sync.status import CONTAINERS, MARKER, degraded, health, read_status
+from filesim.sync.versions import Versions, nfs_versions
 
 CONTAINERS_CONF = Path(__file__).with_name("containers.conf")
 EXPORT_FS = PROJECT_ROOT / "scripts" / "export-fs.sh"
@@ -298,11 +300,12 @@ class PodmanEngine(Engine):
             return
         self.run(["podman", "stop", "--time", "10", self._container(nas, "nfs")], check=False)
 
-    def agent_request(self, nas: str, kind: str, timeout: float) -> dict[str, Any] | None:
+    def agent_request(self, nas: str, kind: str, timeout: float, **details: Any
+                      ) -> dict[str, Any] | None:
         if self._gone(nas):
             return None
-        result = self.run(["podman", "exec", self._container(nas, "sync"), "filesim-sync",
-                           "--state", STATE_DIR, "--request", kind, "--timeout", str(timeout)],
+        result = self.run(["podman", "exec", self._container(nas, "sync"),
+                           *request_argv(kind, timeout, **details)],
                           check=False, reads_only=True, timeout=timeout + READ_TIMEOUT)
         try:
             return json.loads(result.stdout.strip().splitlines()[-1])
@@ -341,6 +344,12 @@ class PodmanEngine(Engine):
 
     def final_status(self, nas: str) -> dict[str, Any] | None:
         return read_status(Path(self._node_dir(nas), "state"))
+
+    def nfs_versions(self, nas: str, path: str = "") -> list[dict[str, Any]]:
+        """Read on this machine, where the state folder is (also while the NAS is down)."""
+        self.server(nas)
+        kept = Versions(nfs_versions(Path(self._node_dir(nas), "state")))
+        return [vars(v) for v in kept.within(path, folded=False)]
 
     def one_shot(self, nas: str, *flags: str) -> tuple[int, str]:
         folder = self._node_dir(nas)

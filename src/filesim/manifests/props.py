@@ -164,6 +164,7 @@ class NasProps:
             "--settle", _number(sync.settle),
             "--max-delay", _number(sync.max_delay),
             "--max-delete-fraction", _number(sync.max_delete_fraction),
+            "--max-delete-rate", str(sync.max_delete_rate),
             "--windows-names", sync.windows_names,
             "--windows-root", share_folder(self.windows_root, self.nas.name),
             "--versions-days", _number(versions.days),

@@ -19,8 +19,15 @@ from filesim.sync.reconcile import Settings as Decisions
 from filesim.sync.schedule import SAFETY_SHARE, ScanCost
 from filesim.sync.settings import Settings
 from filesim.sync.state import State
-from filesim.sync.tree import Poll, SideUnavailable, Tree
-from filesim.sync.versions import Versions
+from filesim.sync.tree import (
+    DestinationChanged,
+    Poll,
+    SideUnavailable,
+    SourceChanged,
+    Tree,
+    temp_prefix,
+)
+from filesim.sync.versions import FOLDER, Versions, nfs_versions, share_versions
 
 DEBOUNCE = 0.05
 TICK = 0.25
@@ -47,27 +54,33 @@ class Agent:
     def __init__(self, settings: Settings, log: logging.Logger):
         self.settings = settings
         self.log = log
+        self.state = State(settings.state)
+        temp = temp_prefix(self.state.temp_token())
         # NFS clients act as any uid, root squashed to nobody: what the agent writes into a
         # writable export stays writable for all of them.
         writable = settings.mode != "to-nfs"
         self.nfs = Tree(settings.nfs, NFS, file_mode=0o666 if writable else 0o644,
-                        dir_mode=0o777 if writable else 0o755)
-        self.windows = Tree(settings.windows, WINDOWS, windows=True)
-        self.versions = Versions(settings.windows, days=settings.versions_days,
-                                 max_bytes=settings.versions_max_bytes,
-                                 root_length=len(settings.windows_root), walk_dir=self.windows.walk_dir)
-        self.windows.keep = self.versions.keep
-        self.state = State(settings.state)
+                        dir_mode=0o777 if writable else 0o755, temp=temp)
+        self.windows = Tree(settings.windows, WINDOWS, windows=True, temp=temp)
+        # What the agent deletes or replaces is kept: on Windows beside the NAS folder (its
+        # deletion cannot take them), on NFS in the state folder (never in the export).
+        kept = {"days": settings.versions_days, "max_bytes": settings.versions_max_bytes}
+        windows_kept = Tree(share_versions(settings.windows), "versions", windows=True, temp=temp)
+        self.versions = Versions(windows_kept.root, walk_dir=windows_kept.walk_dir,
+                                 root_length=len(settings.windows_root) - len(settings.windows.name)
+                                 + len(f"{FOLDER}/{settings.windows.name}"), **kept)
+        self.nfs_versions = Versions(nfs_versions(settings.state), **kept)
+        self.windows.keep, self.nfs.keep = self.versions.keep, self.nfs_versions.keep
         self.problems = Problems(log)
         self.reconciler = Reconciler(
             self.nfs, self.windows, self.state,
             Decisions(settings.mode, settings.settle, settings.max_delay,
-                      settings.max_delete_fraction, settings.windows_names,
-                      len(settings.windows_root)),
-            self.problems, log)
+                      settings.max_delete_fraction, settings.max_delete_rate,
+                      settings.windows_names, len(settings.windows_root)),
+            self.problems, log, share_ok=self._same_share)
         self.events = Events()
         self._requests = settings.state / protocol.REQUESTS
-        self.nfs_events = NfsEvents(settings.nfs, self.events, self.reconciler.complete[NFS], log,
+        self.nfs_events = NfsEvents(self.nfs, self.events, self.reconciler.complete[NFS], log,
                                     requests=self._requests)
         self.journal = JournalReader(settings.windows / JOURNAL, log, self.events.wake_on)
         #: Whether the host watcher's hints are relied on (else the Windows side is polled).
@@ -118,6 +131,7 @@ class Agent:
             os.chmod(self.settings.nfs, self.nfs.dir_mode or 0o777)
         except OSError as exc:
             self.log.warning("export root mode not set", extra={"error": str(exc)})
+        self._move_old_versions()
         for tree in (self.nfs, self.windows):
             try:
                 removed = tree.remove_temp_files()
@@ -125,9 +139,28 @@ class Agent:
                 continue
             if removed:
                 self.log.info("removed temp files", extra={"side": tree.name, "count": removed})
+            if tree.unreadable:  # the passes report them as problems
+                self.log.warning("folders not readable", extra={
+                    "side": tree.name, "folders": sorted(display(f) for f in tree.unreadable)[:5]})
         self.state.use_case_insensitive(self.windows.probe_case_insensitive())
         self._requests.mkdir(exist_ok=True)  # inotifywait watches it with the export
         self._share_mounted()
+
+    def _move_old_versions(self) -> None:
+        """Versions an older agent kept inside the NAS folder move beside it (once)."""
+        old = self.settings.windows / FOLDER
+        new = self.versions.folder
+        try:
+            if old.is_dir() and not new.exists():
+                new.parent.mkdir(parents=True, exist_ok=True)
+                os.rename(old, new)
+                self.log.info("versions moved", extra={"from": str(old), "to": str(new)})
+        except OSError as exc:
+            self.log.warning("versions not moved", extra={"from": str(old), "error": str(exc)})
+
+    def _same_share(self) -> bool:
+        """Whether the Windows share's marker is there and is the one the state agreed with."""
+        return protocol.share_id(self.settings.windows) == self.state.meta.get("share_id")
 
     def run_once(self, timeout: float = 600.0) -> bool:
         """Seed: full passes until nothing is left to settle; True if fully in agreement."""
@@ -438,8 +471,9 @@ class Agent:
             if request_id in self.barriers:
                 continue
             try:
-                kind = json.loads(path.read_text()).get("kind")
-            except (OSError, ValueError):
+                request = json.loads(path.read_text())
+                kind = request.get("kind")
+            except (OSError, ValueError, AttributeError):
                 continue
             if kind == "flush":
                 self._answer(request_id, self._flush_request())
@@ -447,12 +481,42 @@ class Agent:
                 released = self.reconciler.release()
                 self.full_pass(nfs_rescan=True)
                 self._answer(request_id, {"ok": True, "released": released})
+            elif kind == "restore":
+                self._answer(request_id, self._restore(request))
             elif kind == "barrier":
                 self.barriers[request_id] = self.seq + 1
                 wanted = True
             else:
                 self._answer(request_id, {"ok": False, "error": f"unknown request {kind!r}"})
         return wanted
+
+    def _restore(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Put the NFS side's kept versions of a path (a file, or all below a folder) back.
+
+        Each goes into the export as a whole file (a temp file renamed into place; what is
+        there now is kept first); the next pass takes it to Windows.
+        """
+        path, at = str(request.get("path") or ""), request.get("at")
+        chosen = self.nfs_versions.under(path, at if isinstance(at, int | float) else None,
+                                         folded=False)
+        if not chosen:
+            return {"ok": False, "error": f"no version of {path!r} is kept on the NFS side"}
+        kept = Tree(self.nfs_versions.folder, "versions", temp=self.nfs.temp)
+        restored, failed = [], []
+        for version in chosen:
+            try:
+                source = kept.stat(version.version)
+                if source is None:
+                    raise FileNotFoundError(version.version)
+                self.nfs.copy_from(kept, version.version, source, dest=version.path,
+                                   dest_expected=self.nfs.stat(version.path), busy_ok=True)
+                restored.append({"path": display(version.path), "kept_at": version.stamp})
+            except OSError as exc:
+                failed.append({"path": display(version.path), "error": str(exc)})
+            except (SourceChanged, DestinationChanged) as exc:
+                failed.append({"path": display(version.path), "error": type(exc).__name__})
+        self.rescan_nfs = True
+        return {"ok": not failed, "restored": restored, "failed": failed}
 
     def _requests_news(self) -> os.stat_result | None:
         """The requests folder's stat if requests may have come or gone since it was listed."""
@@ -480,11 +544,20 @@ class Agent:
                 "problems": unsynced, "share_mounted": self.share_ok}
 
     def _answer_barriers(self) -> None:
-        """A barrier is answered by a full pass that started after it and left nothing pending."""
+        """A barrier is answered by a full pass that started after it and left nothing pending.
+
+        Deletions the guard holds are not in step and will not be by waiting: the answer
+        says so at once.
+        """
         quiet = not self.reconciler.pending_paths() and self.events.empty() and self.share_ok
+        held = sorted(display(p) for p in self.reconciler.guard.held)
+        answer: dict[str, Any] = {"ok": True, "seq": self.seq} if not held else {
+            "ok": False, "pending": held[:50],
+            "error": f"{len(held)} deletion(s) held by the mass-deletion guard: `invoke release` "
+                     "lets them through, or put the files back"}
         for request_id, needed in list(self.barriers.items()):
             if self.seq >= needed and quiet:
-                self._answer(request_id, {"ok": True, "seq": self.seq})
+                self._answer(request_id, answer)
                 del self.barriers[request_id]
 
     def _answer(self, request_id: str, answer: dict[str, Any]) -> None:
@@ -588,7 +661,7 @@ class Agent:
             "problems": self.problems.as_list(),
             "errors": self.problems.blocking(),
             "unsynced": len(self.problems.unsynced()),
-            "held_deletions": report.held_deletions,
+            "held_deletions": len(self.reconciler.guard.held),
             "share_mounted": self.share_ok,
             "share_id": self.state.meta.get("share_id"),
             "case_insensitive": self.windows.case_insensitive,

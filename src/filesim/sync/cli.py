@@ -15,6 +15,7 @@ from filesim.sync.agent import EXIT_SHARE_LOST, Agent, ShareLost
 from filesim.sync.reconcile import MODES, NAME_POLICIES
 from filesim.sync.settings import Settings
 from filesim.sync.tree import is_filesystem_root
+from filesim.sync.versions import Versions, nfs_versions
 
 EXIT_OK, EXIT_UNSETTLED, EXIT_USAGE, EXIT_NOT_MOUNTED = 0, 1, 2, 3
 STANDARD_RECORD_KEYS = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
@@ -59,7 +60,9 @@ def parser() -> argparse.ArgumentParser:
                    help="a file changing longer than this is published anyway, as a consistent "
                         f"version (default {d['max_delay']:g})")
     p.add_argument("--max-delete-fraction", type=_fraction, default=d["max_delete_fraction"],
-                   help="hold all deletions of a pass deleting more than this share of files")
+                   help="hold a burst of deletions of more than this share of the files")
+    p.add_argument("--max-delete-rate", type=_count, default=d["max_delete_rate"],
+                   help="hold deletions past this many files within 10 seconds")
     p.add_argument("--windows-names", choices=NAME_POLICIES, default=d["windows_names"],
                    help="names Windows cannot hold: encode them (default) or report them")
     p.add_argument("--windows-root", default=None,
@@ -85,9 +88,15 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--health", action="store_true",
                    help="only check the running agent's status.json; exit 0 if healthy")
     p.add_argument("--request", choices=protocol.REQUEST_KINDS,
-                   help="ask the running agent (flush, barrier, release), print its JSON answer, "
-                        "exit 0 if ok")
+                   help="ask the running agent (flush, barrier, release, restore), print its JSON "
+                        "answer, exit 0 if ok")
     p.add_argument("--timeout", type=_positive, default=60.0, help="seconds to wait for --request")
+    p.add_argument("--versions", action="store_true",
+                   help="print as JSON what the agent kept of the NFS side (with --path: of it)")
+    p.add_argument("--path", help="--versions, --request restore: a path of the export (a file, "
+                                  "or a folder: every file kept below it; '.' for all)")
+    p.add_argument("--at", type=float, help="--request restore: the versions kept at or before "
+                                            "this time (seconds since the epoch; default: the latest)")
     p.add_argument("--require-own-filesystem", action="store_true",
                    help="refuse to run unless --nfs is the root of a filesystem of its own "
                         "(what the NAS pods pass: an export on a shared filesystem would let NFS "
@@ -102,8 +111,15 @@ def main(argv: list[str] | None = None) -> int:
         ok, why = protocol.health(protocol.read_status(args.state))
         print(why)
         return EXIT_OK if ok else EXIT_UNSETTLED
+    if args.versions:
+        kept = Versions(nfs_versions(args.state)).within(args.path or "", folded=False)
+        print(json.dumps({"versions": [vars(v) for v in kept]}))
+        return EXIT_OK
     if args.request:
-        answer = protocol.ask(args.state, args.request, args.timeout)
+        extra = {"path": args.path, "at": args.at} if args.request == "restore" else {}
+        if args.request == "restore" and not args.path:
+            parser().error("--request restore needs --path")
+        answer = protocol.ask(args.state, args.request, args.timeout, **extra)
         print(json.dumps(answer))
         return EXIT_OK if answer.get("ok") else EXIT_UNSETTLED
     missing = [f"--{k}" for k in ("nfs", "windows", "mode") if getattr(args, k) is None]
@@ -126,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_NOT_MOUNTED
     settings = Settings(
         args.nfs, args.windows, args.state, args.mode, args.interval, args.settle, args.max_delay,
-        args.max_delete_fraction, args.windows_names,
+        args.max_delete_fraction, args.max_delete_rate, args.windows_names,
         args.windows_root or f"C:\\simulator-data\\{args.windows.name}", args.versions_days,
         args.versions_max_bytes, args.hash_sweep_minutes, args.hash_sweep_mb_per_second,
         args.log_level)
@@ -166,6 +182,13 @@ def _positive(text: str) -> float:
     value = float(text)
     if value <= 0:
         raise argparse.ArgumentTypeError("must be > 0")
+    return value
+
+
+def _count(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be >= 1")
     return value
 
 

@@ -20,15 +20,13 @@ from collections import deque
 from pathlib import Path
 
 from filesim.sync.process import Backoff, die_with_parent
-from filesim.sync.tree import IGNORED_PREFIXES, ignored
+from filesim.sync.tree import Tree
 
 #: Queued (instead of a path) when events may have been lost: the export needs a rescan.
 RESCAN = "\0rescan"
 #: Queued when the agent's requests folder changed: the loop looks at it at once.
 REQUESTS_CHANGED = "\0requests"
 EVENTS = "create,delete,modify,attrib,close_write,moved_from,moved_to"
-#: The agent's temp and probe files (POSIX extended regex over the whole path).
-EXCLUDE = "/(" + "|".join(p.replace(".", r"\.") for p in IGNORED_PREFIXES) + ")[^/]*$"
 READY_LINE = b"Watches established."
 
 
@@ -97,14 +95,15 @@ class NfsEvents:
     folder, watched by the same process) queues REQUESTS_CHANGED.
     """
 
-    def __init__(self, root: Path, events: Events, complete: set[str],
+    def __init__(self, tree: Tree, events: Events, complete: set[str],
                  log: logging.Logger, requests: Path | None = None):
-        self.root = root
+        self.tree = tree
+        self.root = tree.root
         self.events = events
         self.complete = complete
         self.log = log
         self.requests = requests
-        self._prefix = os.fsencode(root) + b"/"
+        self._prefix = os.fsencode(self.root) + b"/"
         self._requests_prefix = os.fsencode(requests) + b"/" if requests is not None else None
         self.process: subprocess.Popen[bytes] | None = None
         #: Whether events are coming (else the export is found by rescans). Kept by start, stop
@@ -118,7 +117,7 @@ class NfsEvents:
         """Start watching; True once every folder is watched. A failure is logged, not raised."""
         command = ["inotifywait", "--monitor", "--recursive", "--no-dereference",
                    "--format", "%e %w%f%0", "--no-newline", "--event", EVENTS,
-                   "--exclude", EXCLUDE, str(self.root)]
+                   "--exclude", exclude(self.tree.temp), str(self.root)]
         if self.requests is not None:
             command.append(str(self.requests))
         try:
@@ -202,10 +201,16 @@ class NfsEvents:
             return
         rel = os.fsdecode(path[len(prefix):])
         parent, _, name = rel.rpartition("/")
-        if ignored(parent, name):
+        if self.tree.ignored(parent, name):
             return
         if b"CLOSE_WRITE" in kinds or b"MOVED_TO" in kinds:
             self.complete.add(rel)
         elif b"MODIFY" in kinds or b"CREATE" in kinds:
             self.complete.discard(rel)
         self.events.put(rel)
+
+
+def exclude(temp: str) -> str:
+    """Inotifywait's --exclude for the agent's own temp files (POSIX extended regex, whole path)."""
+    return "/" + temp.replace(".", r"\.") + "[^/]*$"  # the prefix is dots, letters, digits, '-'
+

@@ -6,7 +6,9 @@ and bytes that are not UTF-8, and a path of 260 characters or more. Names the Wi
 cannot hold are encoded with look-alike characters, as rclone's encoder does (``a:b.txt`` →
 ``a：b.txt``), device names by their first letter's full-width form (``aux.txt`` → ``ａux.txt``),
 bytes that are not UTF-8 as ``‛`` + two hex digits; a name that already holds a look-alike (or
-``‛`` itself) has it escaped with ``‛``, so decoding gives back exactly the NFS name.
+``‛`` itself) has it escaped with ``‛``, so decoding gives back exactly the NFS name. At the
+top of a NAS folder the agent keeps ``.filesim-share`` and ``.filesim`` for itself: NFS names
+that Windows would take for those get a full-width first dot (``.filesim`` → ``．filesim``).
 
 Paths are ``str``; bytes that are not UTF-8 travel as lone surrogates (Python's
 ``surrogateescape``), which is what ``os.listdir`` returns for them.
@@ -15,6 +17,8 @@ Paths are ``str``; bytes that are not UTF-8 travel as lone surrogates (Python's
 from __future__ import annotations
 
 import re
+
+from filesim.sync.status import HIDDEN, MARKER
 
 QUOTE = "\u201b"  # ‛ SINGLE HIGH-REVERSED-9 QUOTATION MARK
 FULLWIDTH = 0xFEE0
@@ -25,7 +29,10 @@ FULLWIDTH_PERIOD = "\uff0e"  # ．
 SPECIAL = '<>:"|?*\\'
 LOOKALIKES = {chr(ord(c) + FULLWIDTH): c for c in SPECIAL}
 CONTROLS = {chr(SYMBOL_FOR_CONTROL + i): chr(i) for i in range(1, 32)}
-RESERVED = re.compile(r"^(con|prn|aux|nul|com[0-9¹²³]|lpt[0-9¹²³])(\.|$)", re.IGNORECASE)
+#: Device names: Win32 takes the name before the first dot, trailing spaces ignored (``con .txt``).
+RESERVED = re.compile(r"^(con|prn|aux|nul|com[0-9¹²³]|lpt[0-9¹²³]) *(\.|$)", re.IGNORECASE)
+#: Names the agent keeps at the top of the Windows side (compared by case, as Windows does).
+TOP_RESERVED = (MARKER.casefold(), HIDDEN.casefold())
 #: Longest path Windows programs can open (MAX_PATH, 260, less the terminating NUL).
 MAX_PATH = 259
 MAX_COMPONENT = 255
@@ -36,10 +43,19 @@ def is_valid(name: str) -> bool:
     return encode(name) == name
 
 
-def encode(name: str) -> str:
-    """The Windows name of one NFS name component."""
+def _top_reserved(name: str) -> bool:
+    return name.casefold() in TOP_RESERVED
+
+
+def encode(name: str, *, top: bool = False) -> str:
+    """The Windows name of one NFS name component (``top``: directly in the NAS folder)."""
     if not name:
         return name
+    if top:
+        if _top_reserved(name):
+            return FULLWIDTH_PERIOD + encode(name[1:])
+        if name[0] == FULLWIDTH_PERIOD and _top_reserved("." + name[1:]):
+            return QUOTE + name  # an NFS name that looks like an encoded reserved one
     out: list[str] = []
     for i, ch in enumerate(name):
         code = ord(ch)
@@ -67,13 +83,16 @@ def encode(name: str) -> str:
     return encoded
 
 
-def decode(name: str) -> str:
+def decode(name: str, *, top: bool = False) -> str:
     """The NFS name of one Windows name component (inverse of :func:`encode`).
 
     Windows names no NFS name encodes to (``．`` alone, a stray ``‛``) decode to themselves
     or to the nearest name; the state keeps both names of every path, so such a name keeps
-    the pairing it was first seen with.
+    the pairing it was first seen with, and the agent gives a name that decodes to one
+    already taken an alternative (see :func:`alternative`).
     """
+    if top and name[:1] == FULLWIDTH_PERIOD and _top_reserved("." + name[1:]):
+        return "." + name[1:]
     decoded = _decode(name) if name else name
     return name if decoded in ("", ".", "..") else decoded
 
@@ -115,14 +134,14 @@ def _reserved_after_decoding_first(name: str) -> bool:
     return 0x21 <= first <= 0x7E and bool(RESERVED.match(chr(first) + name[1:]))
 
 
-def encode_path(path: str) -> str:
-    """The Windows path of an NFS path, component by component."""
-    return "/".join(encode(part) for part in path.split("/"))
+def encode_path(path: str, *, top: bool = True) -> str:
+    """The Windows path of an NFS path, component by component (``top``: from the NAS folder)."""
+    return "/".join(encode(part, top=top and i == 0) for i, part in enumerate(path.split("/")))
 
 
-def decode_path(path: str) -> str:
-    """The NFS path of a Windows path, component by component."""
-    return "/".join(decode(part) for part in path.split("/"))
+def decode_path(path: str, *, top: bool = True) -> str:
+    """The NFS path of a Windows path, component by component (``top``: from the NAS folder)."""
+    return "/".join(decode(part, top=top and i == 0) for i, part in enumerate(path.split("/")))
 
 
 def case_key(path: str) -> str:
@@ -142,9 +161,19 @@ def display(path: str) -> str:
     return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
-def alternative(name: str, n: int) -> str:
-    """``report.csv`` → ``report (case 2).csv``: a visible name for a case collision."""
+def alternative_of(name: str, why: str) -> str | None:
+    """The name ``name`` is an alternative of (``report (case 2).csv`` → ``report.csv``), if any."""
+    found = re.fullmatch(rf"(.*) \({why} \d+\)(\.[^.]*)?", name, re.DOTALL)
+    return None if found is None else found.group(1) + (found.group(2) or "")
+
+
+def alternative(name: str, n: int, why: str = "case") -> str:
+    """``report.csv`` → ``report (case 2).csv``: a visible name for a collision of names.
+
+    ``why`` says what collided: ``case`` (two NFS names one Windows name apart in case only),
+    ``name`` (two Windows names that decode to one NFS name).
+    """
     stem, dot, suffix = name.rpartition(".")
     if not dot or not stem:
-        return f"{name} (case {n})"
-    return f"{stem} (case {n}).{suffix}"
+        return f"{name} ({why} {n})"
+    return f"{stem} ({why} {n}).{suffix}"

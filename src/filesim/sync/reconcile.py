@@ -19,12 +19,14 @@ from pathlib import PurePosixPath
 from typing import NamedTuple
 
 from filesim.sync import names
+from filesim.sync.guard import DeletionGuard
 from filesim.sync.problems import Problems
 from filesim.sync.state import Entry, State, agreed_entry
 from filesim.sync.tree import (
     Blocked,
     DestinationChanged,
     Kind,
+    NotAFile,
     SideUnavailable,
     Sig,
     SourceChanged,
@@ -35,12 +37,15 @@ from filesim.sync.tree import (
 NFS, WINDOWS = "nfs", "windows"
 MODES = ("bidirectional", "to-windows", "to-nfs")
 NAME_POLICIES = ("encode", "report")
-DELETE_WINDOW = 10.0
 RACY_SECONDS = 2.0
 #: A Windows hint this soon after the agent's own copy there is taken as the copy's echo.
 ECHO_SECONDS = 10.0
-#: Fewer deletions than this are never held by the mass-deletion guard.
-MIN_HELD = 10
+#: While Windows→NFS deletions go through, the share's marker is looked at every this many.
+MARKER_EVERY = 16
+#: New files looked up as possible rename targets: per new folder tree, and per batch for new
+#: files in folders already agreed (a copy must not cost a lookup per file).
+RENAME_TRIES_PER_TREE = 20
+RENAME_TRIES_LOOSE = 100
 REFUSED = {errno.EACCES: "refused (open in another program, read-only or locked?)",
            errno.EPERM: "refused (open in another program, read-only or locked?)",
            errno.EBUSY: "busy (open in another program?)",
@@ -144,6 +149,8 @@ class Settings:
     settle: float = 0.5
     max_delay: float = 5.0
     max_delete_fraction: float = 0.5
+    #: Files deleted within the guard's window beyond which the rest are held.
+    max_delete_rate: int = 100
     windows_names: str = "encode"
     #: Length of the Windows path of the share's root (``C:\\simulator-data\\nas-backup``).
     windows_root_length: int = 28
@@ -155,7 +162,6 @@ class Report:
 
     conflicts: list[dict[str, object]] = field(default_factory=list)
     conflict_count: int = 0
-    held_deletions: int = 0
     copied: int = 0
     deleted: int = 0
     renamed: int = 0
@@ -164,6 +170,15 @@ class Report:
         """Count a conflict and keep its details among the last twenty."""
         self.conflict_count += 1
         self.conflicts = [*self.conflicts[-19:], {"at": time.time(), **details}]
+
+
+def racy(win_mtime_ns: int, now: float) -> bool:
+    """Whether an agreed Windows mtime is too close to now to prove an edit would change it.
+
+    A file dated in the future is no more racy than one in the past: an edit gives it the
+    current time, which differs (it would be checked by content forever otherwise).
+    """
+    return abs(now - win_mtime_ns / 1e9) < RACY_SECONDS
 
 
 def classify(sig: Sig | None, entry: Entry | None, side: str) -> Change:
@@ -185,6 +200,25 @@ def conflict_name(rel: str, side: str, when: float) -> str:
     return str(path.with_name(f"{path.stem}.conflict-{side}-{stamp}{path.suffix}"))
 
 
+def _canonical(win: str) -> bool:
+    """Whether a Windows path is what its NFS path encodes to (plain ASCII names always are)."""
+    return win.isascii() or names.encode_path(names.decode_path(win)) == win
+
+
+def _name(path: str) -> str:
+    """``a/b/c`` → ``c``."""
+    return path.rpartition("/")[2]
+
+
+def _ancestors(path: str) -> list[str]:
+    """``a/b/c`` → ``a/b``, ``a``."""
+    found = []
+    while "/" in path:
+        path = path.rpartition("/")[0]
+        found.append(path)
+    return found
+
+
 def _parent(path: str) -> str:
     """``a/b/c`` → ``a/b``; a top-level name → "" (paths are relative, '/'-separated)."""
     return path.rpartition("/")[0]
@@ -199,8 +233,12 @@ class Reconciler:
 
     def __init__(self, nfs: Tree, windows: Tree, state: State, settings: Settings,
                  problems: Problems, log: logging.Logger,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic,
+                 share_ok: Callable[[], bool] = lambda: True):
         self.trees = {NFS: nfs, WINDOWS: windows}
+        #: Whether the Windows share is still the one agreed with (its marker): looked at
+        #: right before and while deletions from Windows go through.
+        self.share_ok = share_ok
         self.state = state
         self.settings = settings
         self.problems = problems
@@ -216,11 +254,13 @@ class Reconciler:
         self.complete: dict[str, set[str]] = {NFS: set(), WINDOWS: set()}
         #: NFS paths whose Windows side changed though its signature did not (racy, sweep).
         self.forced: set[str] = set()
-        self._held: set[str] = set()
-        self._release = False
-        self._recent_deletes: list[tuple[float, int]] = []
+        self.guard = DeletionGuard(settings.max_delete_fraction, settings.max_delete_rate)
         #: Windows folder listings of one batch, by case key (for case-collision checks).
         self._listings: dict[str, dict[str, str]] = {}
+        #: (side, folder) the last observation was refused to list: reported after the batch.
+        self._unreadable: set[tuple[str, str]] = set()
+        #: Agreed paths the last observation pulled in as the sources of renames.
+        self._sources: set[str] = set()
         #: A file with other names (hard links) was copied: those names changed too.
         self.links_changed = False
         self._stop_at = float("inf")
@@ -228,7 +268,8 @@ class Reconciler:
         # leaves the signature unchanged. Entries recorded that close to their mtime are
         # "racy" (as in git's index) and verified by content until a later second has passed.
         now = time.time()
-        self.racy: set[str] = set(state.recent_on_windows(int((now - RACY_SECONDS) * 1e9)))
+        self.racy: set[str] = set(state.recent_on_windows(int((now - RACY_SECONDS) * 1e9),
+                                                          int((now + RACY_SECONDS) * 1e9)))
         #: Path → when the agent last wrote its Windows copy (self.clock()).
         self.echoes: dict[str, float] = {}
 
@@ -272,7 +313,7 @@ class Reconciler:
         base = self.win_path(parent, taken) if parent else ""
         if base is None:
             return None
-        encoded = names.encode(name)
+        encoded = names.encode(name, top=not parent)
         if encoded != name and self.settings.windows_names == "report":
             return None
         taken = taken if taken is not None else {}
@@ -302,15 +343,31 @@ class Reconciler:
         win = f"{base}/{existing}" if base else existing
         return self.state.path_of_win(win) or self.nfs_path(win)
 
-    def nfs_path(self, win: str) -> str:
-        """The NFS path a Windows path stands for: the agreed one, else decoded."""
+    def nfs_path(self, win: str, taken: dict[str, str] | None = None) -> str:
+        """The NFS path a Windows path stands for: the agreed one, else decoded.
+
+        Two Windows names can decode to one NFS name (``\u201bstray.txt`` and ``stray.txt``): the
+        one agreed (or, within ``taken``, met first) keeps it, the other gets a visible,
+        stable alternative (``stray (name 2).txt``).
+        """
         known = self.state.path_of_win(win)
         if known is not None:
             return known
         parent, _, name = win.rpartition("/")
-        base = self.nfs_path(parent) if parent else ""
-        decoded = names.decode(name)
-        return f"{base}/{decoded}" if base else decoded
+        base = self.nfs_path(parent, taken) if parent else ""
+        decoded = names.decode(name, top=not parent)
+        candidate, n = decoded, 1
+        while True:
+            path = f"{base}/{candidate}" if base else candidate
+            owner = self.state.win_of(path)
+            if owner is None and taken is not None:
+                owner = taken.get(path)
+            if owner is None or owner == win:
+                if taken is not None:
+                    taken[path] = win
+                return path
+            n += 1
+            candidate = names.alternative(decoded, n, "name")
 
     def name_problem(self, path: str) -> str | None:
         """Why the Windows side cannot hold ``path``, if it cannot."""
@@ -337,6 +394,9 @@ class Reconciler:
         worth = set()
         now = self.clock()
         for name in names:
+            parent, _, last = name.rpartition("/")
+            if tree.ignored(parent, last):
+                continue  # the agent's own temp files (and on Windows, its marker and folder)
             path = name if side == NFS else state.path_of_win(name)
             agreed = None if path is None else (
                 state.nfs_hash(path) if side == NFS else state.win_hash(name))
@@ -364,13 +424,22 @@ class Reconciler:
     def observe(self, nfs_paths: Iterable[str] = (), win_paths: Iterable[str] = ()) -> list[Item]:
         """Items for ``nfs_paths`` and the paths ``win_paths`` stand for.
 
-        Everything below those that are folders on either side comes too.
+        Everything below those that are folders on either side comes too, and so does the
+        source of a rename whose new name is among them (its hints may come apart).
         """
         self._listings.clear()
         for tree in self.trees.values():
             tree.begin_batch()
         wanted = set(nfs_paths) | {self.nfs_path(w) for w in win_paths}
         wanted.discard("")
+        items = self._observe(wanted)
+        sources = self._rename_sources(items)
+        if sources - wanted:
+            self._sources = sources
+            items = self._observe(wanted | sources)
+        return items
+
+    def _observe(self, wanted: set[str]) -> list[Item]:
         nfs_view = self.trees[NFS].view(wanted)
         wins = set()
         for path in wanted | nfs_view.keys():
@@ -381,14 +450,73 @@ class Reconciler:
         win_view = self.trees[WINDOWS].view(wins)
         return self._pair(wanted | nfs_view.keys(), nfs_view.get, win_view.get, win_view)
 
+    def _rename_sources(self, items: list[Item]) -> set[str]:
+        """Agreed paths that new paths among ``items`` were renamed from, found gone by name.
+
+        A rename's hints can arrive in pieces, the new names first, or only a folder's files:
+        a new entry whose rename key matches an agreed one whose name is gone on that side is
+        that entry, renamed. Where the new entry's folder is new too and the old one's is gone
+        as well, the folder is what moved (both folders' trees are then looked at). A copy
+        (keys match, nothing is gone) costs a few lookups per new folder, not one per file.
+        """
+        present = {i.path for i in items}
+        # What this batch already holds gone is matched by _renames; look for the rest only.
+        gone = {(side, self._new_key(side, i, sig)) for i in items for side in (NFS, WINDOWS)
+                if i.path in self.state and i.sig(side) is None
+                and (sig := self.state.nfs_sig(i.path) if side == NFS else
+                     self.state.win_sig(i.win or "")) is not None and not sig.is_dir}
+        found: set[str] = set()
+        tries: dict[str, int] = {}
+        for item in sorted(items, key=lambda i: i.path):
+            if item.path in self.state:
+                continue
+            top = item.path  # the new tree it belongs to: its files are tried a few times
+            while _parent(top) and _parent(top) not in self.state:
+                top = _parent(top)
+            if top in found or any(a in found for a in _ancestors(top)):
+                continue
+            budget = RENAME_TRIES_PER_TREE if top != item.path else RENAME_TRIES_LOOSE
+            group = top if top != item.path else ""
+            if tries.get(group, 0) >= budget:
+                continue
+            for side in (NFS, WINDOWS):
+                sig = item.sig(side)
+                if sig is None or item.sig(_other(side)) is not None or sig.kind > Kind.DIR or (
+                        not sig.is_dir and (side, self._new_key(side, item, sig)) in gone):
+                    continue
+                tries[group] = tries.get(group, 0) + 1
+                for old in self.state.renamed_from(side, sig, _name(item.win or item.path)):
+                    if old in present or old in found or not self._gone(side, old):
+                        continue
+                    new = item.path
+                    while (_parent(new) and _parent(old) and _parent(new) != _parent(old)
+                           and _name(new) == _name(old)
+                           and _parent(new) not in self.state and _parent(old) in self.state
+                           and self._gone(side, _parent(old))):
+                        new, old = _parent(new), _parent(old)
+                    found |= {old, new}  # the new folder too: it is matched as a whole
+                    present |= {old, new}
+                    break
+        return found
+
+    def _gone(self, side: str, path: str) -> bool:
+        """Whether the agreed ``path`` is missing on ``side`` now (looked up by name)."""
+        name = path if side == NFS else self.state.win_of(path)
+        return name is not None and self.trees[side].stat(name) is None \
+            and not self.trees[side].under_unreadable(name)
+
     def full_scan(self, *, windows: dict[str, Sig], windows_deleted: set[str],
                   nfs: dict[str, Sig] | None, nfs_deleted: set[str]) -> list[Item]:
         """Items for every path that differs from the state on either side (poll results).
 
         A path a poll did not report is as agreed on that side; without an NFS poll, the NFS
-        side is looked at for the paths Windows changed.
+        side is looked at for the paths Windows changed. A name a listing lacked is looked up
+        by name before it counts as deleted (a listing may leave entries out).
         """
         self._listings.clear()
+        windows_deleted = self._look_again(WINDOWS, windows, windows_deleted)
+        if nfs is not None:
+            nfs_deleted = self._look_again(NFS, nfs, nfs_deleted)
         self._check_racy(windows, windows_deleted)
         paths = {self.nfs_path(w) for w in windows}
         paths |= {self.state.path_of_win(w) or self.nfs_path(w) for w in windows_deleted}
@@ -410,11 +538,29 @@ class Reconciler:
 
         return self._pair(paths, nfs_sig, win_sig, windows)
 
+    def _look_again(self, side: str, changed: dict[str, Sig], missing: set[str]) -> set[str]:
+        """Of the names a poll's listings lacked, those a lookup by name finds missing too.
+
+        One found is added to ``changed`` (as it is now); below a folder that refused the
+        lookup nothing is known, and nothing is taken for deleted.
+        """
+        tree, gone = self.trees[side], set()
+        for name in missing:
+            sig = tree.stat(name)
+            if sig is not None:
+                changed[name] = sig
+            elif not tree.under_unreadable(name):
+                gone.add(name)
+        return gone
+
     def _pair(self, paths: Iterable[str], nfs_sig: Callable[[str], Sig | None],
               win_sig: Callable[[str], Sig | None], seen_wins: Iterable[str]) -> list[Item]:
         """Match both sides into items: by agreed names, else by encoding.
 
-        A Windows name that changed only in case is the same item.
+        A Windows name that changed only in case is the same item. Where two Windows names
+        stand for one NFS name, the canonical one (what that NFS name encodes to) keeps it.
+        Items at or below a folder either side refused to show are left out (see
+        ``_unreadable_problems``): what is below it is unknown, not deleted.
         """
         items: dict[str, Item] = {}
 
@@ -430,8 +576,9 @@ class Reconciler:
             if self.state.is_dir(path) or (items[path].nfs or _FILE).is_dir:
                 for child in self.state.under(path):
                     add(child)
-        for win in seen_wins:
-            item = add(self.nfs_path(win))
+        claimed: dict[str, str] = {}
+        for win in sorted(seen_wins, key=lambda w: (not _canonical(w), w)):
+            item = add(self.nfs_path(win, claimed))
             agreed = self.state.win_of(item.path)
             if agreed is not None and agreed != win:
                 if names.case_key(agreed) == names.case_key(win) and win_sig(agreed) is None:
@@ -443,7 +590,13 @@ class Reconciler:
             if not item.win:
                 item.win = self.win_path(item.path, taken) or ""
                 item.windows = win_sig(item.win) if item.win else None
-        return sorted(items.values(), key=lambda i: i.path)
+        self._unreadable = {(side, folder) for side, tree in self.trees.items()
+                            for folder in tree.unreadable}
+        nfs_tree, win_tree = self.trees[NFS], self.trees[WINDOWS]
+        return sorted((i for i in items.values() if not (
+            (nfs_tree.unreadable and nfs_tree.under_unreadable(i.path))
+            or (win_tree.unreadable and i.win and win_tree.under_unreadable(i.win)))),
+            key=lambda i: i.path)
 
     def _check_racy(self, windows: dict[str, Sig], deleted: set[str]) -> None:
         """Mark racy entries whose Windows content no longer matches as changed."""
@@ -461,7 +614,7 @@ class Reconciler:
             if differs:
                 self.forced.add(path)
                 self.racy.discard(path)
-            elif now - entry.win_mtime / 1e9 > RACY_SECONDS:
+            elif not racy(entry.win_mtime, now):
                 self.racy.discard(path)
 
     def verify(self, path: str) -> bool:
@@ -490,11 +643,23 @@ class Reconciler:
         Renames first, then creations parents-first, deletions children-first, and type
         replacements that needed those deletions last.
         """
-        items = [i for i in items if self.flushing or not self.problems.waiting(i.path)]
+        # A rename's source may wait on a problem (a held deletion): the rename resolves it.
+        sources, self._sources = self._sources, set()
+        items = [i for i in items if self.flushing or not self.problems.waiting(i.path)
+                 or any(i.path == s or i.path.startswith(s + "/") for s in sources)]
         for tree in self.trees.values():
             tree.begin_batch()
         with self.state.batch():
             self._reconcile(items)
+        self._unreadable_problems()
+
+    def _unreadable_problems(self) -> None:
+        """A folder either side refused to list is a problem of its own (nothing below it moves)."""
+        unreadable, self._unreadable = self._unreadable, set()
+        for side, folder in sorted(unreadable):
+            path = folder if side == NFS else self.nfs_path(folder)
+            self.problems.report(side, path, "cannot be listed (permission denied: a deny ACL or "
+                                 "another user's folder?); nothing below it is synced or deleted")
 
     def _reconcile(self, items: list[Item]) -> None:
         try:
@@ -536,7 +701,7 @@ class Reconciler:
             raise exc
         if isinstance(exc, OSError) and exc.errno in (errno.EIO, errno.ENOTCONN):
             raise SideUnavailable(f"{exc}") from exc
-        if isinstance(exc, SourceChanged | DestinationChanged | FileExistsError):
+        if isinstance(exc, SourceChanged | DestinationChanged | FileExistsError | NotAFile):
             self.log.debug("retry", extra={"path": names.display(item.path),
                                            "why": type(exc).__name__})
             if isinstance(exc, DestinationChanged) and action is not None and action.dest == WINDOWS:
@@ -571,6 +736,7 @@ class Reconciler:
         if n in (Change.UNCHANGED, Change.ABSENT) and w in (Change.UNCHANGED, Change.ABSENT):
             self.pending.pop(item.path, None)
             self.problems.resolve(item.path)
+            self.guard.forget(item.path)  # a held deletion whose file came back
             if entry is not None and item.nfs is not None and item.windows is not None and (
                     item.nfs != entry.nfs_sig() or item.win != entry.win):
                 self._agree(item.path, agreed_entry(item.win, item.nfs, item.windows, entry.sha,
@@ -590,6 +756,11 @@ class Reconciler:
         decide = {"bidirectional": self._bidirectional, "to-nfs": self._to_nfs,
                   "to-windows": self._to_windows}[self.settings.mode]
         action = decide(item, entry, n, w)
+        # One observation never destroys: a deletion is acted on once a second look, by name
+        # and at least the settle time after the first, finds the path gone too.
+        if action is not None and action.do is Do.DELETE and self._settled(
+                _other(action.dest), item.path, None) is not True:
+            return None
         if action is not None and busy:
             action = Action(action.do, action.source, action.dest, action.note or "busy")
         return action
@@ -634,13 +805,14 @@ class Reconciler:
 
     # -- settling ----------------------------------------------------------------------------
 
-    def _settled(self, side: str, path: str, sig: Sig) -> bool | str:
-        """Whether a changed file may be copied.
+    def _settled(self, side: str, path: str, sig: Sig | None) -> bool | str:
+        """Whether a changed file may be copied, or a deletion (``sig`` None) propagated.
 
-        True once stable for the settle time; "busy" once changing for longer than
-        ``max_delay`` (a consistent version is published anyway); else False.
+        True once stable for the settle time; for a file, "busy" once changing for longer
+        than ``max_delay`` (a consistent version is published anyway); else False. A
+        deletion is settled once it was seen twice, the settle time apart.
         """
-        if sig.is_dir or self.settle == 0:
+        if self.settle == 0 or (sig is not None and sig.is_dir):
             return True
         now = self.clock()
         record = self.pending.get(path)
@@ -649,12 +821,12 @@ class Reconciler:
         seen = record.side(side)
         if seen is None or seen.sig != sig:
             record.record(side, Seen(sig, now, seen.wall if seen else time.time()))
-            if path in self.complete[side] or (
-                    side == NFS and time.time() - sig.mtime_ns / 1e9 >= self.settle):
+            if sig is not None and (path in self.complete[side] or (
+                    side == NFS and time.time() - sig.mtime_ns / 1e9 >= self.settle)):
                 return True  # its writer is done, or untouched for the settle time (exact mtimes)
         elif now - seen.since >= self.settle:
             return True
-        if now - record.first_seen >= self.settings.max_delay:
+        if sig is not None and now - record.first_seen >= self.settings.max_delay:
             return "busy"
         return False
 
@@ -861,19 +1033,31 @@ class Reconciler:
         A racy entry gets its content hash (read from the local NFS side): the racy check
         compares the Windows file against it.
         """
-        if not entry.is_dir and entry.win_mtime / 1e9 > time.time() - RACY_SECONDS:
+        if not entry.is_dir and racy(entry.win_mtime, time.time()):
             self.racy.add(path)
             if entry.sha is None:
                 entry = entry._replace(sha=self.trees[NFS].hash(path))
+        if path not in self.state and not entry.is_dir:
+            self.guard.note_created()
         self.state.put(path, entry)
         for done in self.complete.values():
             done.discard(path)
-        shown, natural = entry.win.rpartition("/")[2], names.encode(path.rpartition("/")[2])
-        if shown != natural:
+        self._name_notice(path, entry.win)
+
+    def _name_notice(self, path: str, win: str) -> None:
+        """Say when a file has another name on one side than the other would give it."""
+        top = "/" not in path
+        shown, nfs_name = win.rpartition("/")[2], path.rpartition("/")[2]
+        natural, decoded = names.encode(nfs_name, top=top), names.decode(shown, top=top)
+        if shown == natural or decoded == nfs_name:
+            self.problems.clear_notice(path)
+        elif names.alternative_of(nfs_name, "name") == decoded:
+            self.problems.notice(NFS, path, f"named {names.display(nfs_name)!r} on NFS: the "
+                                 f"Windows name {shown!r} stands for {names.display(decoded)!r}, "
+                                 "which another Windows name there has too")
+        else:
             self.problems.notice(WINDOWS, path, f"shown on Windows as {shown!r}: another name "
                                  f"there differs from {natural!r} only in case")
-        else:
-            self.problems.clear_notice(path)
 
     # -- renames -----------------------------------------------------------------------------
 
@@ -886,13 +1070,17 @@ class Reconciler:
         """
         done = self._case_renames(items)
         for side in (NFS, WINDOWS):
-            gone: dict[object, Item] = {}
+            # Keys can repeat (small files of one size and second): one with the same name
+            # (a folder's files, moved with it) is tried first, then any; content decides.
+            gone: dict[object, list[Item]] = {}
             for item in items:
                 entry = self.state.get(item.path)
                 other = _other(side)
                 if entry is not None and item.sig(side) is None and \
                         classify(item.sig(other), entry, other) is Change.UNCHANGED:
-                    gone.setdefault(self._rename_key(side, item.path, entry), item)
+                    key = self._rename_key(side, item.path, entry)
+                    gone.setdefault(key, []).append(item)
+                    gone.setdefault((key, _name(item.path)), []).append(item)
             if not gone:
                 continue
             for item in items:
@@ -901,8 +1089,11 @@ class Reconciler:
                 sig = item.sig(side)
                 if sig is None or item.sig(_other(side)) is not None or not item.win:
                     continue
-                old = gone.get(self._new_key(side, item, sig))
-                if old is None or old.path in done or not self._confirm(side, old, item):
+                key = self._new_key(side, item, sig)
+                candidates = [*gone.get((key, _name(item.path)), ()), *gone.get(key, ())]
+                old = next((c for c in candidates if c.path not in done
+                            and self._confirm(side, c, item)), None)
+                if old is None:
                     continue
                 try:
                     self._rename(side, old, item)
@@ -913,8 +1104,7 @@ class Reconciler:
                 done |= {old.path, item.path}
         if not done:
             return items
-        moved = [p for p in done]
-        return [i for i in items if not any(i.path == p or i.path.startswith(p + "/") for p in moved)]
+        return [i for i in items if not any(p in done for p in (i.path, *_ancestors(i.path)))]
 
     def _case_renames(self, items: list[Item]) -> set[str]:
         """A Windows name that changed only in case renames the NFS path too, if that is free."""
@@ -961,7 +1151,7 @@ class Reconciler:
 
     def _children_signature_on_windows(self, win: str) -> frozenset[tuple[str, int, int]] | None:
         prefix = len(win) + 1
-        children = frozenset((names.decode_path(w[prefix:]), s.size, s.mtime_ns)
+        children = frozenset((names.decode_path(w[prefix:], top=False), s.size, s.mtime_ns)
                              for w, s in self.trees[WINDOWS].scan(win).items() if s.is_file)
         return children or None
 
@@ -1002,7 +1192,7 @@ class Reconciler:
                                        "from": names.display(old.path), "to": names.display(new.path)})
 
     def _move_state(self, old: str, new: str, old_win: str, new_win: str) -> None:
-        """Re-key the entry of ``old`` and everything below it to ``new``."""
+        """Re-key the entry of ``old`` and everything below it to ``new`` (notices follow)."""
         for path in [old, *self.state.under(old)]:
             entry = self.state.get(path)
             if entry is None:
@@ -1010,57 +1200,68 @@ class Reconciler:
             suffix = path[len(old):]
             win_suffix = entry.win[len(old_win):] if entry.win.startswith(old_win) else suffix
             self.state.drop(path)
+            self.problems.clear_notice(path)
+            self.problems.resolve(path)  # a held deletion of the old name, say
+            self.guard.forget(path)
             self.state.put(new + suffix, entry._replace(win=new_win + win_suffix))
+            self._name_notice(new + suffix, new_win + win_suffix)
 
     # -- deletions ---------------------------------------------------------------------------
 
     def release(self) -> int:
         """Let the deletions held now through at the next pass; return how many there are."""
-        self._release = True
-        self.problems.retry_now(self._held)
-        return len(self._held)
+        released = self.guard.release()
+        self.problems.retry_now(self.guard.released)
+        return released
+
+    def _waiting_deletions(self, besides: dict[str, str]) -> int:
+        """Deletions seen once and waiting for their second look (they belong to a burst)."""
+        return sum(1 for path, r in self.pending.items() if path not in besides and (
+            (r.nfs is not None and r.nfs.sig is None)
+            or (r.windows is not None and r.windows.sig is None)))
 
     def _delete(self, deletions: list[tuple[Item, str]]) -> None:
-        """Propagate deletions unless the mass-deletion guard holds them.
+        """Propagate confirmed deletions unless the mass-deletion guard holds them (guard.py).
 
-        Deletions propagated in the last ``DELETE_WINDOW`` seconds count too, so a mass deletion
-        arriving in several batches of events is still caught; fewer than ``MIN_HELD`` files
-        (small folders, check-sync's cleanup) are never held.
+        Before deletions from Windows go through, and every MARKER_EVERY of them, the share's
+        marker is looked at: a NAS folder being deleted loses its marker at some point, and
+        what is still queued then stays where it is.
         """
-        now = self.clock()
-        self._recent_deletes = [(t, n) for t, n in self._recent_deletes if now - t < DELETE_WINDOW]
-        self._held = {p for p in self._held if p in self.state}
+        guard = self.guard
+        guard.held = {p for p in guard.held if p in self.state}  # gone on both sides since
+        guard.released = {p for p in guard.released if p in self.state}
         if not deletions:
-            self.report.held_deletions = len(self._held)
             return
-        # A mass deletion arriving over several passes is one: held files count with new ones.
-        files = {p for p in self._held if not self.state.is_dir(p)} | {
-            item.path for item, dest in deletions if not (item.sig(dest) or _DIR).is_dir}
-        propagated = sum(n for _, n in self._recent_deletes)
-        count, tracked = len(files) + propagated, self.state.files() + propagated
-        reason = None
-        if count >= MIN_HELD and not self._release:
-            for side in sorted({_other(dest) for _, dest in deletions}):
-                if self.state.files() and self.trees[side].is_empty():
-                    reason = f"the {side} side is empty"
-            if reason is None and count > self.settings.max_delete_fraction * tracked:
-                reason = f"{count} of {tracked} files would be deleted"
-        if reason:
-            held = self._held | {item.path for item, _ in deletions}
-            if not held <= self._held:
-                self.log.error("deletions held", extra={"reason": reason, "count": len(held)})
-            for item, dest in deletions:
-                self.problems.report(dest, item.path, f"deletion held: {reason}; run `invoke release` "
-                                     f"to let them through, or delete them on the {dest} side too",
-                                     policy=True, unsynced=False, quiet=True)
-            self._held = held
-            self.report.held_deletions = len(held)
-            return
-        self._release = False
-        self._held = set()
-        self.report.held_deletions = 0
-        done = 0
-        for item, dest in sorted(deletions, key=lambda d: d[0].path, reverse=True):
+        now = self.clock()
+        files = {item.path: dest for item, dest in deletions
+                 if not (item.sig(dest) or _DIR).is_dir}
+        sources = sorted({_other(dest) for _, dest in deletions})
+        empty = [side for side in sources if self.trees[side].is_empty()]
+        before = set(guard.held)
+        allowed, held, why = guard.assess(
+            now, set(files), tracked=self.state.files(), waiting=self._waiting_deletions(files),
+            source_empty=bool(empty), source=empty[0] if empty else "")
+        if held - before:
+            self.log.error("deletions held", extra={"reason": why, "count": len(guard.held)})
+        for path in held:
+            self.pending.pop(path, None)  # held, not pending: the guard and its problem keep it
+            dest = files[path]
+            # Held on its way to NFS, a file is on the export only (a flush is not clean).
+            self.problems.report(dest, path, f"deletion held: {why}; run `invoke release` to let "
+                                 f"them through, or delete them on the {dest} side too",
+                                 policy=True, unsynced=dest == NFS, quiet=True)
+        # Folders go only with their files (a held file keeps its folder: remove() refuses).
+        todo = sorted(((item, dest) for item, dest in deletions
+                       if item.path in allowed or item.path not in files),
+                      key=lambda d: d[0].path, reverse=True)
+        done: set[str] = set()
+        for count, (item, dest) in enumerate(todo):
+            if dest == NFS and count % MARKER_EVERY == 0 and not self.share_ok():
+                self.log.warning("deletions stopped", extra={
+                    "reason": "the Windows share's marker is gone", "left": len(todo) - count})
+                for rest, _ in todo[count:]:
+                    self._touch_pending(rest.path)
+                break
             started = self.clock()
             expected = item.sig(dest)
             entry = self.state.get(item.path)
@@ -1071,12 +1272,14 @@ class Reconciler:
                     self.pending.pop(item.path, None)
                     self.problems.resolve(item.path)
                     self.problems.clear_notice(item.path)
-                    done += expected is not None and not expected.is_dir
+                    self.guard.forget(item.path)
+                    if expected is not None and not expected.is_dir:
+                        done.add(item.path)
                     self.report.deleted += 1
                     self._log_action(item.path, _other(dest), dest, None, started, "delete")
             except Exception as exc:
                 self._failed(item, exc, Action(Do.DELETE, dest=dest))
-        self._recent_deletes.append((now, done))
+        guard.propagated(now, done)
 
     def _log_action(self, path: str, source: str, dest: str, sig: Sig | None, started: float,
                     action: str) -> None:

@@ -19,7 +19,8 @@ class Settings:
         settle: seconds a changed file must stay unchanged before it is copied.
         max_delay: a file changing for longer than this is published anyway (a consistent
             version: the stable prefix of a growing file, or a version whole while copied).
-        max_delete_fraction: a pass deleting more than this share of the files holds them all.
+        max_delete_fraction: a burst of deletions of more than this share of the files is held.
+        max_delete_rate: more files deleted than this within 10 seconds are held.
         windows_names: ``encode`` names Windows cannot hold, or ``report`` them as problems.
         windows_root: the share's root as Windows names it (for the 260-character limit).
         versions_days, versions_max_bytes: how long and how much of the kept versions stay.
@@ -36,6 +37,7 @@ class Settings:
     settle: float = 0.5
     max_delay: float = 5.0
     max_delete_fraction: float = 0.5
+    max_delete_rate: int = 100
     windows_names: str = "encode"
     windows_root: str = "C:\\simulator-data\\nas"
     versions_days: float = 7.0

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -40,11 +41,16 @@ CREATE TABLE IF NOT EXISTS agreed (
     readonly INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS agreed_win_folded ON agreed (win_folded);
+CREATE INDEX IF NOT EXISTS agreed_by_inode ON agreed (nfs_ino);
+CREATE INDEX IF NOT EXISTS agreed_by_size_and_win_mtime ON agreed (size, win_mtime);
 """
 COLUMNS = "win, kind, size, nfs_mtime, nfs_ino, nfs_ctime, win_mtime, sha, by_agent, readonly"
 HASH_BITS = 64
 HASH_MASK = (1 << HASH_BITS) - 1
 COMMIT_EVERY = 500
+#: A new Windows file is compared with at most this many agreed files of its size and mtime
+#: (those of its name first: a moved folder's files keep theirs).
+RENAME_CANDIDATES = 5
 #: Entries one batch keeps read back from SQLite at most (~6 MB).
 BATCH_CACHE = 20_000
 
@@ -168,6 +174,18 @@ class State:
         self.meta[key] = value
         self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
 
+    def temp_token(self) -> str:
+        """The token in this agent's temp file names (made once, kept with the state).
+
+        Temp files are removed at start only if they carry it: a user's file named like one
+        is synced like any other.
+        """
+        token = self.meta.get("temp_token")
+        if token is None:
+            token = secrets.token_hex(4)
+            self.set_meta("temp_token", token)
+        return token
+
     def win_key(self, win: str) -> str:
         """How the Windows side compares names."""
         return case_key(win) if self.case_insensitive else win
@@ -276,6 +294,28 @@ class State:
         return [os.fsdecode(p) for (p,) in self.db.execute(
             "SELECT path FROM agreed WHERE path >= ? AND path < ? ORDER BY path", (low, high))]
 
+    def renamed_from(self, side: str, sig: Sig, name: str = "") -> list[str]:
+        """Agreed paths a new entry with ``sig`` on ``side`` may have been renamed from.
+
+        NFS: the same inode (and size and mtime, for a file); Windows (fake inodes): a file of
+        the same size and mtime, those with the same ``name`` (a moved folder's files) first.
+        Folders on Windows have no such key (their files do).
+        """
+        self.commit()
+        if side == "nfs":
+            rows = self.db.execute(f"SELECT path, {COLUMNS} FROM agreed WHERE nfs_ino = ?", (sig.ino,))
+            return [os.fsdecode(p) for p, *row in rows
+                    if (e := _entry(tuple(row))).kind == sig.kind
+                    and (e.is_dir or (e.size, e.nfs_mtime) == (sig.size, sig.mtime_ns))]
+        if sig.is_dir:
+            return []
+        query = ("SELECT path, win FROM agreed WHERE size = ? AND win_mtime = ? AND kind = ? "
+                 "ORDER BY (win = ? OR substr(win, -?) = ?) DESC LIMIT ?")
+        rows = self.db.execute(query, (sig.size, sig.mtime_ns, int(Kind.FILE), name, len(name) + 1,
+                                       f"/{name}", RENAME_CANDIDATES))
+        found = [(os.fsdecode(p), win) for p, win in rows]
+        return [p for p, win in found if win == name] + [p for p, win in found if win != name]
+
     def files(self) -> int:
         """How many files (not folders) are tracked."""
         return self._files
@@ -296,11 +336,12 @@ class State:
             (os.fsencode(after) if after is not None else b"", limit))
         return [(os.fsdecode(p), size) for p, size in rows]
 
-    def recent_on_windows(self, since_ns: int) -> list[str]:
-        """Files whose Windows mtime was agreed after ``since_ns`` (racy: verified by content)."""
+    def recent_on_windows(self, since_ns: int, until_ns: int) -> list[str]:
+        """Files agreed with a Windows mtime between the two (racy: verified by content)."""
         self.commit()
         return [os.fsdecode(p) for (p,) in self.db.execute(
-            "SELECT path FROM agreed WHERE kind != ? AND win_mtime > ?", (int(Kind.DIR), since_ns))]
+            "SELECT path FROM agreed WHERE kind != ? AND win_mtime > ? AND win_mtime < ?",
+            (int(Kind.DIR), since_ns, until_ns))]
 
     # -- writing ---------------------------------------------------------------------------
 

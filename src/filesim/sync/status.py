@@ -15,8 +15,10 @@ folder (``--state``):
 ``requests/<id>.json`` → ``requests/<id>.result.json``
     ``flush``: copy everything pending now, settle ignored (before an export goes away);
     ``barrier``: wait for a full pass that started after the request and leaves nothing pending
-    (``invoke wait-synced``); ``release``: let held deletions through once. The result says
-    ``ok`` and lists what is still ``pending`` and the ``problems``.
+    (``invoke wait-synced``); ``release``: let held deletions through once; ``restore``: put
+    the NFS side's kept versions of ``path`` (a file, or every file below a folder) back in
+    the export, as kept at or before ``at``. The result says ``ok`` and lists what is still
+    ``pending`` and the ``problems``.
 """
 
 from __future__ import annotations
@@ -32,13 +34,11 @@ STATUS_FILE = "status.json"
 #: An idle agent rewrites its status at least this often (seconds); older means it is stuck.
 STATUS_EVERY = 5.0
 REQUESTS = "requests"
-REQUEST_KINDS = ("flush", "barrier", "release")
+REQUEST_KINDS = ("flush", "barrier", "release", "restore")
 #: At the root of every NAS's Windows folder: proves the share is mounted; holds its identity.
 MARKER = ".filesim-share"
 #: The agent's own folder at the root of the Windows share (versions, change journal); never synced.
 HIDDEN = ".filesim"
-#: Files that `invoke probe-windows` writes to prove the share is live; never synced.
-PROBE_PREFIX = ".filesim-probe."
 #: Container names of a NAS pod, by what `invoke logs --container` calls them.
 CONTAINERS = {"sync": "sync", "nfs": "nfs", "init": "seed"}
 
@@ -106,14 +106,15 @@ def marker_text() -> str:
 
 # -- requests ----------------------------------------------------------------------------------
 
-def submit(state_dir: Path, kind: str) -> str:
-    """Ask the running agent for ``kind``; return the request id."""
+def submit(state_dir: Path, kind: str, **details: Any) -> str:
+    """Ask the running agent for ``kind`` (with ``details``); return the request id."""
     if kind not in REQUEST_KINDS:
         raise ValueError(f"unknown request {kind!r}")
     folder = state_dir / REQUESTS
     folder.mkdir(exist_ok=True)
     request_id = f"{time.time_ns()}-{uuid.uuid4().hex[:8]}"
-    write_json_atomically(folder / f"{request_id}.json", {"kind": kind, "at": time.time()})
+    write_json_atomically(folder / f"{request_id}.json",
+                          {**details, "kind": kind, "requested_at": time.time()})
     return request_id
 
 
@@ -125,9 +126,9 @@ def result(state_dir: Path, request_id: str) -> dict[str, Any] | None:
         return None
 
 
-def ask(state_dir: Path, kind: str, timeout: float) -> dict[str, Any]:
+def ask(state_dir: Path, kind: str, timeout: float, **details: Any) -> dict[str, Any]:
     """Submit a request and wait for its result (``{"ok": False, "error": ...}`` at the timeout)."""
-    request_id = submit(state_dir, kind)
+    request_id = submit(state_dir, kind, **details)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         answer = result(state_dir, request_id)

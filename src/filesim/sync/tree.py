@@ -2,7 +2,10 @@
 
 Every operation walks directory file descriptors with ``O_NOFOLLOW``: NFS clients are untrusted
 and a symlink they plant (``reports -> /``) must never steer where the agent reads or writes.
-Symlinks and special files are reported (by their kind), never followed or copied.
+Symlinks and special files are reported (by their kind), never followed or copied, and files
+are opened without blocking (a FIFO swapped in for a file cannot hold the agent) and checked
+on the open descriptor. A folder the agent may not list is named (``unreadable``), never taken
+for an empty one.
 """
 
 from __future__ import annotations
@@ -19,12 +22,16 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from enum import IntEnum
 from pathlib import Path, PurePosixPath
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from filesim.sync.names import case_key
-from filesim.sync.status import HIDDEN, MARKER, PROBE_PREFIX
+from filesim.sync.status import HIDDEN, MARKER
 
+#: The agent's temp files are ``.filesim-tmp.<token>.<random>.<name>``: the token is the
+#: agent's own (kept in its state), so a user's file of a similar name is synced like any other.
 TEMP_PREFIX = ".filesim-tmp."
+#: Any agent's temp file name (for those who do not know the token: the host watcher, tests).
+TEMP_NAME = re.compile(re.escape(TEMP_PREFIX) + r"[0-9a-f]{8}\.")
 CHUNK = 1 << 20
 #: What a hole reads as, for its hash (made once: a copy of a small file made it each time).
 _ZEROS = memoryview(bytes(CHUNK))
@@ -32,11 +39,12 @@ _ZEROS = memoryview(bytes(CHUNK))
 POLL_ATTEMPTS = 3
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 #: No O_NOATIME: on files of other uids (NFS clients) it needs CAP_FOWNER, which the agent lacks.
-READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
-IGNORED_PREFIXES = (TEMP_PREFIX, PROBE_PREFIX)
-ROOT_IGNORED = (MARKER, HIDDEN)
-# Scans test the first character before asking ignored(): every ignored name is dotted.
-assert all(name.startswith(".") for name in (*IGNORED_PREFIXES, *ROOT_IGNORED))
+#: O_NONBLOCK: a FIFO opened for reading would wait for a writer (regular files ignore it).
+READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+#: What the agent keeps at the root of the Windows side (compared as Windows does, by case).
+ROOT_RESERVED = (MARKER.casefold(), HIDDEN.casefold())
+#: Errors that say "you may not look here", not "nothing is here".
+DENIED = (errno.EACCES, errno.EPERM)
 
 
 class Kind(IntEnum):
@@ -82,11 +90,17 @@ def sig_hash(sig: Sig) -> int:
 
 
 class Poll(NamedTuple):
-    """What changed on one side against the agreed signatures."""
+    """What changed on one side against the agreed signatures.
+
+    ``deleted`` are agreed names the listings lacked (a listing may leave entries out: each
+    is still looked up by name before a deletion is believed); ``unreadable`` the folders
+    that refused to be listed (nothing below them counts as deleted).
+    """
 
     changed: dict[str, Sig]
     deleted: set[str]
     total: int
+    unreadable: frozenset[str] = frozenset()
 
 
 class SideUnavailable(Exception):
@@ -103,6 +117,10 @@ class DestinationChanged(Exception):
 
 class Blocked(OSError):
     """A path's folder is a symlink or a file on this side: nothing is written through it."""
+
+
+class NotAFile(Blocked):
+    """What was opened as a file is not one now (a FIFO, a device, a folder swapped in)."""
 
 
 @dataclass(frozen=True)
@@ -123,9 +141,9 @@ def new_hash() -> hashlib.blake2b:
     return hashlib.blake2b(digest_size=20)
 
 
-def ignored(directory: str, name: str) -> bool:
-    """Entries the agent never syncs: its temp and probe files, the marker and its folder."""
-    return name.startswith(IGNORED_PREFIXES) or (not directory and name in ROOT_IGNORED)
+def temp_prefix(token: str) -> str:
+    """The prefix of the temp files of the agent whose token is ``token``."""
+    return f"{TEMP_PREFIX}{token}."
 
 
 def kind_of(mode: int) -> Kind:
@@ -145,12 +163,16 @@ class Tree:
         case_insensitive: names differing only in case are one entry (probed at start).
         file_mode, dir_mode: modes of what the agent creates (None: leave to the umask).
         keep: called with (parent fd, name, path, replacing=...) before the agent deletes or
-            replaces a file here, to keep it (the Windows side's versions).
+            replaces a file here, to keep it (the versions); returns how to undo the keeping.
+        temp: the prefix of the agent's own temp files here (never synced; see temp_prefix).
+        unreadable: folders a walk or lookup was refused (since the last begin_batch or poll):
+            what is below them is unknown, never absent.
     """
 
     def __init__(self, root: Path, name: str, *, windows: bool = False,
                  file_mode: int | None = None, dir_mode: int | None = None,
-                 keep: Callable[..., None] | None = None):
+                 keep: Callable[..., Any] | None = None,
+                 temp: str = temp_prefix("00000000")):
         self.root = root
         self.name = name
         self.windows = windows
@@ -158,6 +180,8 @@ class Tree:
         self.file_mode = file_mode
         self.dir_mode = dir_mode
         self.keep = keep
+        self.temp = temp
+        self.unreadable: set[str] = set()
         #: Set when the tree moved under a poll's walk (see :meth:`poll`).
         self.torn = False
         #: Folder listings of the current batch (case-insensitive sides check exact names).
@@ -166,16 +190,34 @@ class Tree:
         self.linked: set[str] = set()
 
     def begin_batch(self) -> None:
-        """Forget the folder listings and linked files of the previous batch."""
+        """Forget the folder listings, linked files and unreadable folders of the previous batch."""
         self._names.clear()
         self.linked.clear()
+        self.unreadable.clear()
+
+    def ignored(self, directory: str, name: str) -> bool:
+        """Entries the agent never syncs: its own temp files; on Windows, its marker and folder."""
+        return name.startswith(self.temp) or (
+            self.windows and not directory and name.casefold() in ROOT_RESERVED)
+
+    def under_unreadable(self, rel: str) -> bool:
+        """Whether ``rel`` is, or is below, a folder this side refused to show."""
+        return any(rel == folder or rel.startswith(folder + "/") or not folder
+                   for folder in self.unreadable)
 
     def _exact(self, parent: str, name: str, fd: int) -> bool:
-        """Whether ``name`` is spelled exactly so in ``parent`` (fd open on it)."""
+        """Whether ``name`` is spelled exactly so in ``parent`` (fd open on it).
+
+        A listing may leave entries out (9p with big folders): a name the lookup found but
+        the listing lacks counts as exact unless another spelling of it is listed.
+        """
         names = self._names.get(parent)
         if names is None:
             names = self._names[parent] = set(os.listdir(fd))
-        return name in names
+        if name in names:
+            return True
+        key = case_key(name)
+        return not any(case_key(listed) == key for listed in names)
 
     def _wrote(self, *parents: str) -> None:
         for parent in parents:
@@ -230,12 +272,21 @@ class Tree:
         return fd
 
     def stat(self, rel: str) -> Sig | None:
-        """The signature of one entry (exact name, symlinks not followed), or None if absent."""
+        """The signature of one entry (exact name, symlinks not followed), or None if absent.
+
+        A folder on the way that refuses the lookup is added to ``unreadable`` (None then
+        means "unknown": callers look there before taking it for absent).
+        """
         parent, name = _split(rel)
         try:
             fd = self.walk_dir(parent)
         except (FileNotFoundError, Blocked):
             return None
+        except OSError as exc:
+            if exc.errno in DENIED:
+                self.unreadable.add(parent)
+                return None
+            raise
         try:
             st = os.stat(name, dir_fd=fd, follow_symlinks=False)
             if self.case_insensitive and not self._exact(parent, name, fd):
@@ -248,6 +299,8 @@ class Tree:
         except OSError as exc:
             if exc.errno in (errno.EIO, errno.ENOTCONN):
                 raise SideUnavailable(f"{self.name}: {exc}") from exc
+            if exc.errno in DENIED:
+                self.unreadable.add(parent)
             return None
         finally:
             os.close(fd)
@@ -302,12 +355,15 @@ class Tree:
              known_names: Callable[[], Iterable[str]]) -> Poll:
         """Compare the whole tree with the agreed signatures; only differences are kept.
 
-        A poll that saw a folder vanish, or a tree that changed between its two walks (a
-        folder renamed meanwhile), is done again, up to POLL_ATTEMPTS times: else the
-        folder's files look deleted and their new names unseen, and no rename is found.
+        A poll that saw a folder vanish, or new names in its second walk that the first did
+        not report (a folder renamed meanwhile), is done again, up to POLL_ATTEMPTS times:
+        else the folder's files look deleted and their new names unseen, and no rename is
+        found in this pass. Names one listing left out (9p with big folders) are no reason:
+        what looks deleted is looked up by name before anything is done with it.
         """
         for _ in range(POLL_ATTEMPTS):
             self.torn = False
+            self.unreadable.clear()
             found = self._poll(agreed, known, known_names)
             if not self.torn:
                 break
@@ -361,10 +417,12 @@ class Tree:
             seen = {f"{d}/{n}" if d else n for d, names, _ in self._directories("") for n in names}
             names = set(known_names())
             deleted = names - seen
-            # The second walk saw another tree (a folder moved under the first, which then
-            # saw part of it): its new names are missing from ``changed``.
-            self.torn |= len(seen) != total or len(names) - len(deleted) != matched
-        return Poll(changed, deleted, total)
+            if self.unreadable:  # unknown below a folder that refused its listing, not gone
+                deleted = {n for n in deleted if not self.under_unreadable(n)}
+            # The second walk saw new names the first did not (a folder moved under the
+            # first, which then saw part of it): they are missing from ``changed``.
+            self.torn |= any(agreed(n) is None and n not in changed for n in seen)
+        return Poll(changed, deleted, total, frozenset(self.unreadable))
 
     def _directories(self, rel: str) -> Iterator[tuple[str, list[str], int]]:
         """(folder, entry names, open fd of the folder) for ``rel`` and every folder below it.
@@ -373,6 +431,7 @@ class Tree:
         valid until the next item is asked for.
         """
         stack = [rel]
+        ignored = self.ignored
         while stack:
             current = stack.pop()
             try:
@@ -382,19 +441,28 @@ class Tree:
                     raise SideUnavailable(f"{self.name}: root {self.root} is missing") from None
                 self.torn |= isinstance(exc, FileNotFoundError)
                 continue
-            try:
-                with os.scandir(fd) as entries:
-                    names = []
-                    for entry in entries:
-                        name = entry.name
-                        if name[0] == "." and ignored(current, name):  # all ignored names are dotted
-                            continue
-                        names.append(name)
-                        if entry.is_dir(follow_symlinks=False):
-                            stack.append(f"{current}/{name}" if current else name)
-                yield current, names, fd
             except OSError as exc:
-                raise SideUnavailable(f"{self.name}: {exc}") from exc
+                if exc.errno not in DENIED or not current:
+                    raise SideUnavailable(f"{self.name}: {exc}") from exc
+                self.unreadable.add(current)
+                continue
+            try:
+                try:
+                    with os.scandir(fd) as entries:
+                        names = []
+                        for entry in entries:
+                            name = entry.name
+                            if name[0] == "." and ignored(current, name):  # all ignored names are dotted
+                                continue
+                            names.append(name)
+                            if entry.is_dir(follow_symlinks=False):
+                                stack.append(f"{current}/{name}" if current else name)
+                except OSError as exc:
+                    if exc.errno not in DENIED or not current:
+                        raise SideUnavailable(f"{self.name}: {exc}") from exc
+                    self.unreadable.add(current)
+                    continue
+                yield current, names, fd
             finally:
                 os.close(fd)
 
@@ -404,8 +472,18 @@ class Tree:
             fd = self.walk_dir(rel)
         except (FileNotFoundError, Blocked):
             return []
+        except OSError as exc:
+            if exc.errno in DENIED:
+                self.unreadable.add(rel)
+                return []
+            raise
         try:
-            return [n for n in os.listdir(fd) if not ignored(rel, n)]
+            return [n for n in os.listdir(fd) if not self.ignored(rel, n)]
+        except OSError as exc:
+            if exc.errno in DENIED:
+                self.unreadable.add(rel)
+                return []
+            raise
         finally:
             os.close(fd)
 
@@ -427,10 +505,11 @@ class Tree:
             os.close(fd)
 
     def _open_file(self, rel: str) -> int:
+        """An fd to read the regular file ``rel``; NotAFile if something else is there now."""
         parent, name = _split(rel)
         fd = self.walk_dir(parent)
         try:
-            return os.open(name, READ_FLAGS, dir_fd=fd)
+            return open_regular(name, fd)
         finally:
             os.close(fd)
 
@@ -460,7 +539,7 @@ class Tree:
             if not copied_sig.is_file or not _same_version(copied_sig, expected):
                 raise SourceChanged(rel)
             out_dir = self.walk_dir(parent, create=True)
-            temp = f"{TEMP_PREFIX}{secrets.token_hex(4)}.{name}"
+            temp = f"{self.temp}{secrets.token_hex(4)}.{name}"
             temp = os.fsencode(temp)[:255].decode(errors="surrogateescape")
             mode = self.file_mode if self.file_mode is not None else 0o666
             out = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
@@ -477,6 +556,8 @@ class Tree:
                     os.ftruncate(out, length)
                 if self.file_mode is not None:
                     os.fchmod(out, self.file_mode & ~0o222 if expected.readonly else self.file_mode)
+                with contextlib.suppress(OSError):  # the source's date (9p ignores it: Windows)
+                    os.utime(out, ns=(before.st_atime_ns, before.st_mtime_ns))
             finally:
                 os.close(out)
             if not busy_ok and source.stat(rel) != expected:
@@ -488,15 +569,17 @@ class Tree:
                     os.stat(aside, dir_fd=out_dir, follow_symlinks=False)
                     raise FileExistsError(errno.EEXIST, "exists", set_aside)
                 os.rename(name, aside, src_dir_fd=out_dir, dst_dir_fd=out_dir)
-            undo = None
+            kept = None
             if set_aside is None and dest_expected is not None:
-                undo = self._make_way(out_dir, name, dest, dest_expected, replacing=True)
+                kept = self._make_way(out_dir, name, dest, dest_expected, replacing=True)
             try:
                 os.rename(temp, name, src_dir_fd=out_dir, dst_dir_fd=out_dir)
             except OSError:
-                if undo is not None:
-                    undo()  # the version kept for this replace is not one
+                if kept is not None:
+                    kept.undo()  # the version kept for this replace is not one
                 raise
+            if kept is not None:
+                kept.commit()
             temp = None
             self._wrote(parent)
             new = self.sig(os.stat(name, dir_fd=out_dir, follow_symlinks=False))
@@ -530,10 +613,10 @@ class Tree:
             raise DestinationChanged(rel)  # same size and mtime, other content (9p cannot tell)
 
     def _make_way(self, dir_fd: int, name: str, rel: str, current: Sig, *,
-                  replacing: bool = False) -> Callable[[], None] | None:
+                  replacing: bool = False) -> Any:
         """Before replacing or deleting ``name``: keep it, make a read-only Windows file writable.
 
-        Returns how to undo the keeping, for when the replace then fails.
+        For a replace, returns what ``keep`` returned (commit once replaced, or undo).
         """
         if current.is_file and self.keep is not None:
             if current.readonly:
@@ -635,7 +718,7 @@ class Tree:
 
     def probe_case_insensitive(self) -> bool:
         """Find out (as Mutagen does) whether names differing only in case are one entry here."""
-        probe = f"{TEMP_PREFIX}case-{secrets.token_hex(4)}"
+        probe = f"{self.temp}case-{secrets.token_hex(4)}"
         try:
             fd = self.walk_dir("")
         except SideUnavailable:
@@ -657,12 +740,22 @@ class Tree:
         return self.case_insensitive
 
     def remove_temp_files(self) -> int:
-        """Delete temp files a killed agent left behind; return how many."""
+        """Delete this agent's temp files that a kill left behind (its token only); return how many.
+
+        Folders it may not list are skipped (``unreadable`` names them).
+        """
         removed = 0
+        self.unreadable.clear()
         for _, _, fd in self._directories(""):
-            for name in os.listdir(fd):
-                if name.startswith(TEMP_PREFIX):
-                    with contextlib.suppress(FileNotFoundError, IsADirectoryError):
+            try:
+                names = os.listdir(fd)
+            except OSError as exc:
+                if exc.errno in DENIED:
+                    continue
+                raise
+            for name in names:
+                if name.startswith(self.temp):
+                    with contextlib.suppress(FileNotFoundError, IsADirectoryError, PermissionError):
                         os.unlink(name, dir_fd=fd)
                         removed += 1
         return removed
@@ -670,6 +763,21 @@ class Tree:
     def is_empty(self) -> bool:
         """Whether the root holds nothing the agent syncs."""
         return not self.listing("")
+
+
+def open_regular(name: str, dir_fd: int) -> int:
+    """Open ``name`` in the folder ``dir_fd`` for reading, never blocking: NotAFile unless a file.
+
+    Checked on the open descriptor (fstat), so what was read is what was checked.
+    """
+    fd = os.open(name, READ_FLAGS, dir_fd=dir_fd)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise NotAFile(errno.EINVAL, "not a regular file now (a FIFO, device or folder?)", name)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def _split(rel: str) -> tuple[str, str]:
