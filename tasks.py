@@ -73,18 +73,22 @@ def synth(c, values=None, set=None, target="kubernetes", out="manifests"):
 @user_errors
 def setup(c, engine=None, values=None, set=None, data_root=None, context=None, dry_run=False):
     """Prepare an engine (podman, minikube or kubernetes): NAS image, one folder per NAS."""
-    toolkit.engine(engine, values, set, data_root, context, dry_run=dry_run,
-                   need_data_root=False).setup(toolkit.progress)
+    eng = toolkit.engine(engine, values, set, data_root, context, dry_run=dry_run,
+                         need_data_root=False)
+    with toolkit.locked(eng, "setup"):
+        eng.setup(toolkit.progress)
 
 
 @task(**{**ENGINE_ARGS, "help": {**ENGINE_HELP, "timeout": "seconds to wait for ready (120)"}})
 @user_errors
-def deploy(c, engine=None, values=None, set=None, data_root=None, context=None, timeout=120):
+def deploy(c, engine=None, values=None, set=None, data_root=None, context=None, timeout="120"):
     """Start (or replace) every NAS and wait until all serve NFS and sync."""
+    seconds = toolkit.seconds(timeout, "--timeout")
     eng = toolkit.engine(engine, values, set, data_root, context)
-    eng.apply(toolkit.progress)
-    eng.wait_ready(float(timeout), toolkit.progress)
-    toolkit.start_watcher(eng)
+    with toolkit.locked(eng, "deploy"):
+        eng.apply(toolkit.progress)
+        eng.wait_ready(seconds, toolkit.progress)
+        toolkit.start_watcher(eng)
     show(*toolkit.status_report(eng.status(), as_json=False, watcher=toolkit.watcher_info(eng)))
 
 
@@ -144,12 +148,13 @@ def probe_windows(c, nas, engine=None, values=None, set=None, data_root=None, co
 @task(**{**ENGINE_ARGS, "help": {**ENGINE_HELP, "nas": "NAS name", "json": "print JSON",
                                  "timeout": "seconds to wait per direction (30)"}})
 @user_errors
-def check_sync(c, nas, json=False, timeout=30, engine=None, values=None, set=None,
+def check_sync(c, nas, json=False, timeout="30", engine=None, values=None, set=None,
                data_root=None, context=None):
     """Write a file on each side of a NAS and wait for it on the other."""
     from filesim.checks import check_sync as check
 
-    result = check(toolkit.engine(engine, values, set, data_root, context), nas, float(timeout))
+    seconds = toolkit.seconds(timeout, "--timeout")
+    result = check(toolkit.engine(engine, values, set, data_root, context), nas, seconds)
     show(jsonlib.dumps(result) if json else toolkit.check_report(result))
     if not result["ok"]:
         raise Exit(code=1)
@@ -159,15 +164,16 @@ def check_sync(c, nas, json=False, timeout=30, engine=None, values=None, set=Non
     **ENGINE_HELP, "nas": "a NAS name, several comma-separated, or all", "json": "print JSON",
     "timeout": "seconds to wait (60)"})
 @user_errors
-def wait_synced(c, nas, timeout=60, json=False, engine=None, values=None, set=None,
+def wait_synced(c, nas, timeout="60", json=False, engine=None, values=None, set=None,
                 data_root=None, context=None):
     """Wait until everything changed on either side before now is on the other side too.
 
     Exit 0 once every named NAS is in step; 1 at the timeout, naming what is still pending.
     """
-    names = [] if nas == "all" else [n.strip() for n in nas.split(",") if n.strip()]
+    names = toolkit.nas_list(nas)
+    seconds = toolkit.seconds(timeout, "--timeout")
     result = toolkit.wait_synced(toolkit.engine(engine, values, set, data_root, context), names,
-                                 float(timeout))
+                                 seconds)
     show(jsonlib.dumps(result) if json else toolkit.wait_report(result))
     if not result["ok"]:
         raise Exit(code=1)
@@ -179,8 +185,11 @@ def wait_synced(c, nas, timeout=60, json=False, engine=None, values=None, set=No
 def destroy(c, force=False, engine=None, values=None, set=None, data_root=None, context=None):
     """Stop and remove every NAS; an export goes only once all of it reached the Windows side."""
     eng = toolkit.engine(engine, values, set, data_root, context)
-    eng.destroy(toolkit.progress, force=force)
-    toolkit.stop_watcher(eng)
+    with toolkit.locked(eng, "destroy"):
+        try:
+            eng.destroy(toolkit.progress, force=force)
+        finally:  # an export kept is no reason to keep watching for pods that are gone
+            toolkit.stop_watcher(eng)
 
 
 SIDE_HELP = "windows (your folder, default) or nfs (the export)"
@@ -204,7 +213,7 @@ def versions(c, nas, path=None, side="windows", json=False, engine=None, values=
                                  "side": SIDE_HELP, "json": "print JSON",
                                  "timeout": "seconds to wait for the other side (60)"}})
 @user_errors
-def restore(c, nas, path, at=None, side="windows", json=False, timeout=60, engine=None, values=None,
+def restore(c, nas, path, at=None, side="windows", json=False, timeout="60", engine=None, values=None,
             set=None, data_root=None, context=None):
     """Put kept versions back (in the folder or the export) and wait until both sides have them."""
     result = toolkit.restore(toolkit.engine(engine, values, set, data_root, context), nas, path, at,

@@ -11,12 +11,29 @@
 # usage: export-fs.sh prepare DIR BYTES   mount (creating or growing the image as needed)
 #        export-fs.sh mount DIR           mount the image if there is one (a flush after a reboot)
 #        export-fs.sh remove DIR          unmount and delete the image and the state
+# DIR must be <root>/<namespace>/<nas> (root: FILESIM_NODE_ROOT, default /var/lib/filesim), each
+# part a plain name: nothing outside it is ever created, mounted or removed. A failed prepare
+# leaves no half-made image behind.
 # Needs root, util-linux (mount, losetup, mountpoint) and e2fsprogs (mkfs.ext4, resize2fs).
 set -eu
+
+NODE_ROOT=${FILESIM_NODE_ROOT:-/var/lib/filesim}
 
 die() {
   printf 'export-fs: %s\n' "$*" >&2
   exit 1
+}
+
+# Refuse a DIR that is not <root>/<namespace>/<nas> with plain names.
+check_dir() {
+  case $1 in
+    "$NODE_ROOT"/*/*) ;;
+    *) die "$1 is not a NAS folder under $NODE_ROOT: refusing to touch it" ;;
+  esac
+  rest=${1#"$NODE_ROOT"/}
+  case $rest in
+    */*/* | .* | */.*) die "$1 is not a NAS folder under $NODE_ROOT: refusing to touch it" ;;
+  esac
 }
 
 # Mount DIR's image on DIR/export unless it is mounted (after a reboot it is not).
@@ -34,9 +51,12 @@ prepare() {
   mkdir -p "$dir/export" "$dir/state"
   chmod 0700 "$dir/state"
   if [ ! -f "$image" ]; then
-    truncate -s "$bytes" "$image"
     # One inode per 8 KiB; 256-byte inodes keep nanosecond timestamps (the agent needs them).
-    mkfs.ext4 -q -F -m 0 -i 8192 -I 256 -E root_owner=0:0,nodiscard "$image"
+    if ! truncate -s "$bytes" "$image" ||
+      ! mkfs.ext4 -q -F -m 0 -i 8192 -I 256 -E root_owner=0:0,nodiscard "$image"; then
+      rm -f "$image"
+      die "could not make a filesystem of $bytes bytes in $image"
+    fi
   fi
   mount_image "$dir"
   chmod 0777 "$dir/export"
@@ -56,7 +76,7 @@ prepare() {
 remove() {
   dir=$1
   if mountpoint -q "$dir/export"; then
-    umount "$dir/export"
+    umount "$dir/export" || umount -l "$dir/export"  # busy: detached, gone once released
   fi
   rm -f "$dir/export.img"
   rm -rf "$dir/state"
@@ -66,6 +86,7 @@ remove() {
 
 main() {
   [ "$(id -u)" -eq 0 ] || die "must run as root: it mounts a filesystem"
+  [ $# -ge 2 ] && check_dir "$2"
   case ${1:-} in
     prepare)
       [ $# -eq 3 ] || die "usage: export-fs.sh prepare DIR BYTES"

@@ -183,7 +183,7 @@ def test_invoke_synth_with_broken_values_exits_2_and_writes_nothing(tmp_path):
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert [line.split(":")[1].strip() for line in lines] == [
-        "nasServers[1].podman.port", "nasServers[0].name", "nasServers[0].service.clusterIP"]
+        "nasServers[0].name", "nasServers[1].podman.port", "nasServers[0].service.clusterIP"]
     assert {p.name: p.read_text() for p in out.iterdir()} == before
 
 

@@ -67,3 +67,36 @@ def test_restore_with_a_time_that_is_not_one_says_how_to_write_it(tmp_path):
                  "--data-root", str(tmp_path))
     assert result.returncode == EXIT_BAD_INPUT
     assert "2026-11-30T07:15:00" in one_line_error(result)
+
+
+ALL_DISABLED = [f"--set=nasServers[{i}].enabled=false" for i in range(7)]
+# (arguments, what the one line must say): each is bad input, refused before anything is done.
+BAD_INPUTS = [
+    (["synth", "--values", "/tmp"], "is a folder, not a values file"),
+    (["synth", "--set", "nasServers=5"], "nasServers: 5 is not of type array; write an array here"),
+    (["synth", *ALL_DISABLED], "every NAS is disabled"),
+    (["synth", "--set", "namespace="], "namespace: '' is not valid; use a DNS-1123 label"),
+    (["synth", "--set", "namespace=../../tmp/x"], "namespace: '../../tmp/x' is not valid"),
+    (["synth", "--set", "namePrefix=../"], "namePrefix: '../' is not valid"),
+    (["synth", "--set", "nasServers[0].storage.sizeLimit=1k"], "give at least 16Mi"),
+    (["synth", "--set", "nasServers[0].sync.interval=1e308"], "use a value <= 86400"),
+    (["synth", "--out", "/etc/hostname"], "--out /etc/hostname is a file"),
+    (["setup", "--engine", "podman", "--data-root", "/etc/hostname"],
+     "--data-root /etc/hostname is a file"),
+    (["deploy", "--engine", "podman", "--timeout", "abc"], "--timeout 'abc' is not a number"),
+    (["deploy", "--engine", "podman", "--timeout", "-5"], "give a positive number of seconds"),
+    (["wait-synced", ",", "--engine", "podman", "--timeout", "-5"], "',' names no NAS"),
+    (["wait-synced", "all", "--engine", "podman", "--timeout", "-5"], "give a positive number"),
+    (["check-sync", "nas-backup", "--engine", "podman", "--timeout", "0"], "positive number"),
+    (["restore", "nas-backup", "x.csv", "--side", "both", "--engine", "podman"], "--side 'both'"),
+]
+
+
+@pytest.mark.parametrize(("args", "says"), BAD_INPUTS, ids=[" ".join(a[:3]) for a, _ in BAD_INPUTS])
+def test_every_bad_input_is_one_line_and_exit_2(tmp_path, args, says):
+    before = sorted(tmp_path.iterdir())
+    extra = [] if "--out" in args or args[0] != "synth" else ["--out", str(tmp_path / "out")]
+    result = run(*args, *extra)
+    assert result.returncode == EXIT_BAD_INPUT, result.stdout + result.stderr
+    assert says in one_line_error(result)
+    assert sorted(tmp_path.iterdir()) == before  # nothing written first

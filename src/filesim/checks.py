@@ -54,10 +54,28 @@ def check_sync(engine: Engine, nas: str, timeout: float = 30.0) -> dict[str, Any
                 "status": "passed" if arrived else "failed",
                 "seconds": round(time.monotonic() - started, 2) if arrived else None,
             }
+            if not arrived:
+                where = f"in {folder}" if direction == "nfs_to_windows" else "readable over NFS"
+                directions[direction]["reason"] = f"not {where} within {timeout:g}s" + _why(engine, nas)
     finally:
         _clean_up(engine, nas, mode, created)
     ok = all(d["status"] != "failed" for d in directions.values())
     return {"nas": nas, "ok": ok, "directions": directions}
+
+
+def _why(engine: Engine, nas: str) -> str:
+    """What the NAS's status says is wrong, as a tail for a failure ("" if nothing)."""
+    state = next((s for s in engine.status() if s.name == nas), None)
+    said = state and (state.problem or state.degraded)
+    return f" ({said})" if said else ""
+
+
+def _running(engine: Engine, nas: str) -> None:
+    """EngineError unless the NAS's containers run (else a probe would blame the share)."""
+    state = next((s for s in engine.status() if s.name == nas), None)
+    if state is not None and not state.running:
+        raise EngineError(f"{nas} is not running ({state.problem}): `invoke deploy` starts it, "
+                          f"`invoke status` shows why")
 
 
 def _clean_up(engine: Engine, nas: str, mode: str, names: list[str]) -> None:
@@ -80,6 +98,7 @@ def _clean_up(engine: Engine, nas: str, mode: str, names: list[str]) -> None:
 def probe_windows(engine: Engine, nas: str) -> dict[str, Any]:
     """Show the three views of the NAS's Windows folder and prove they are one folder."""
     paths = engine.paths(nas)
+    _running(engine, nas)
     name = f"{HIDDEN}/probe-{uuid.uuid4().hex[:8]}"  # the agent's own folder: never synced
     data = f"probe {name}"
     probe = _share(engine, nas) / name

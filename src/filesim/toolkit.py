@@ -32,6 +32,16 @@ def seconds(value: Any, flag: str) -> float:
     return number
 
 
+def nas_list(text: str) -> list[str]:
+    """``all`` → [] (every NAS); ``a,b`` → [a, b]; nothing named is bad input."""
+    if text.strip() == "all":
+        return []
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise BadInput(f"{text!r} names no NAS: give a NAS name, several comma-separated, or all")
+    return names
+
+
 def synth(files: Sequence[str], sets: Sequence[str], target: str, out: str) -> list[Any]:
     """Write the manifests for ``target`` into ``out``; return what to show (table, summary)."""
     from filesim.manifests import Target
@@ -39,6 +49,8 @@ def synth(files: Sequence[str], sets: Sequence[str], target: str, out: str) -> l
 
     if target not in {t.value for t in Target}:
         raise BadInput(f"--target {target!r}: choose one of {', '.join(t.value for t in Target)}")
+    if Path(out).exists() and not Path(out).is_dir():
+        raise BadInput(f"--out {out} is a file: name a folder (it is created if missing)")
     resolved = values.load(files, sets)
     kind = Target(target)
     written = write(resolved, kind, Path(out))
@@ -69,6 +81,10 @@ def engine(name: str | None, files: Sequence[str], sets: Sequence[str], data_roo
     from filesim.engines import EngineError, select
 
     given = data_root or os.environ.get("FILESIM_DATA_ROOT")
+    if given and Path(given).exists() and not Path(given).is_dir():
+        flag = "--data-root" if data_root else "FILESIM_DATA_ROOT"
+        raise BadInput(f"{flag} {given} is a file: name the folder that holds (or will hold) "
+                       "one folder per NAS")
     sets = [*sets, f"windowsRoot={Path(given).resolve()}"] if given else list(sets)
     resolved = values.load(files, sets)
     root = Path(resolved.windows_root)
@@ -84,6 +100,17 @@ def engine(name: str | None, files: Sequence[str], sets: Sequence[str], data_roo
 
 #: Progress goes to stderr so --json output stays clean (a bar on a terminal).
 progress = Reporter()
+
+
+def locked(engine: Any, task: str) -> Any:
+    """The deployment's lock for ``task`` (deploy, destroy, setup); none for a dry run."""
+    import contextlib
+
+    from filesim.locking import hold
+
+    if engine.run.dry_run:
+        return contextlib.nullcontext()
+    return hold(engine.lock_path, f"{task} of {engine.values.namespace}", progress)
 
 
 def status_report(states: list[NasStatus], as_json: bool, watcher: Any = None) -> list[Any]:
@@ -158,8 +185,9 @@ def stop_watcher(engine: Any) -> None:
         root, _ = share_folders(engine)
     except EngineError:
         return
-    if stop_background(root):
-        progress(f"stopped the host watcher of {root}")
+    done = stop_background(root)
+    if done:
+        progress(done)
 
 
 def watch(engine: Any) -> None:
@@ -173,7 +201,7 @@ def watch(engine: Any) -> None:
 
         raise EngineError(f"not set up (no {MARKER}): {', '.join(missing)}; run `invoke setup` first")
     if stop_background(root):
-        progress("stopped the background watcher: this one takes over")
+        progress("the background watcher is stopped: this one takes over")
     watcher = Watcher(folders)
     progress(f"watching {len(folders)} NAS folder(s) under {root}; Ctrl-C stops")
     try:
@@ -227,7 +255,8 @@ def check_report(result: dict[str, Any]) -> str:
     lines = [f"{result['nas']}: {'ok' if result['ok'] else 'FAILED'}"]
     for direction, outcome in result["directions"].items():
         seconds = f" in {outcome['seconds']}s" if outcome["seconds"] is not None else ""
-        lines.append(f"  {direction.replace('_', ' ')}: {outcome['status']}{seconds}")
+        reason = f": {outcome['reason']}" if outcome.get("reason") else ""
+        lines.append(f"  {direction.replace('_', ' ')}: {outcome['status']}{seconds}{reason}")
     return "\n".join(lines)
 
 

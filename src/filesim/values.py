@@ -11,7 +11,7 @@ import ipaddress
 import json
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -22,14 +22,18 @@ import yaml
 from filesim import PROJECT_ROOT
 from filesim.errors import BadInput
 from filesim.model import Values, build
+from filesim.quantity import to_bytes
 
 SCHEMA_PATH = PROJECT_ROOT / "schemas" / "values.schema.json"
 DEFAULT_VALUES = PROJECT_ROOT / "values" / "default.yaml"
 
-DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 QUANTITY = re.compile(r"^[+]?(\d+(\.\d*)?|\.\d+)(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei|[eE][+-]?\d+)?$")
 #: ``key``, ``[0]`` (a position) or ``[nas-backup]`` (the entry of that name).
 SET_TOKEN = re.compile(r"([^.\[\]]+)|\[([^\[\]]+)\]")
+SCIENTIFIC = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")
+#: The smallest export and state a NAS can run with (an ext4 filesystem needs room of its own).
+MIN_EXPORT = "16Mi"
+MIN_STATE = "8Mi"
 
 
 @dataclass(frozen=True)
@@ -39,6 +43,8 @@ class Problem:
     path: str
     what: str
     fix: str
+    #: The schema keyword that failed ("" for cross-field rules).
+    kind: str = field(default="", compare=False)
 
     def __str__(self) -> str:
         return f"{self.path}: {self.what}; {self.fix}"
@@ -109,7 +115,10 @@ def resolve(raw: dict[str, Any], source: str = "values") -> dict[str, Any]:
     values = fill_defaults(apply_aliases(copy.deepcopy(raw)), schema())
     problems = schema_errors(values)
     # Cross-field rules run over the NAS entries the schema found sound, so one run reports all.
-    broken = {p.path.split("]")[0] for p in problems if p.path.startswith("nasServers[")}
+    # Only a wrong type, a missing key or an unknown choice stops the rules below (they read
+    # the entry's keys and its role's defaults).
+    broken = {p.path.split("]")[0] for p in problems
+              if p.path.startswith("nasServers[") and p.kind in ("type", "required", "enum")}
     if not any(p.path in ("(top level)", "nasServers") for p in problems):
         problems += cross_field_errors(values, skip=broken)
     if problems:
@@ -123,6 +132,13 @@ def read_yaml(path: Path) -> dict[str, Any]:
         data = yaml.safe_load(path.read_text())
     except FileNotFoundError:
         raise ValuesError(str(path), [Problem("(file)", "not found", "check the path")]) from None
+    except IsADirectoryError:
+        raise ValuesError(str(path), [Problem("(file)", "is a folder, not a values file",
+                                              "name a YAML file, e.g. values/default.yaml")]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not UTF-8 text"
+        raise ValuesError(str(path), [Problem("(file)", f"cannot be read ({why})",
+                                              "name a readable YAML file")]) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(file)"
@@ -181,6 +197,8 @@ def apply_set(values: dict[str, Any], assignment: str) -> None:
                      "e.g. nasServers[0].sync.interval=5")],
         )
     value = yaml.safe_load(text) if text else ""
+    if isinstance(value, str) and SCIENTIFIC.match(value):
+        value = float(value)  # YAML 1.1 reads 1e308 as text; on the command line it is a number
     node: Any = values
     for position, (name, index) in enumerate(tokens):
         last = position == len(tokens) - 1
@@ -224,7 +242,8 @@ def _bad_set(assignment: str, what: str = "path does not match the values' struc
 
 def apply_aliases(values: dict[str, Any]) -> dict[str, Any]:
     """Map the research's ``sidecar.syncInterval`` onto ``sync.interval``."""
-    for nas in values.get("nasServers") or []:
+    servers = values.get("nasServers")
+    for nas in servers if isinstance(servers, list) else []:
         sidecar = nas.get("sidecar") if isinstance(nas, dict) else None
         if isinstance(sidecar, dict) and "syncInterval" in sidecar:
             sync = nas.setdefault("sync", {})
@@ -292,6 +311,11 @@ def key_path(parts: Iterable[Any]) -> str:
 
 
 def _problem(error: jsonschema.ValidationError) -> Problem:
+    problem = _describe(error)
+    return Problem(problem.path, problem.what, problem.fix, kind=str(error.validator))
+
+
+def _describe(error: jsonschema.ValidationError) -> Problem:
     path = key_path(error.absolute_path)
     kind, arg, value = error.validator, error.validator_value, error.instance
     if kind == "additionalProperties":
@@ -308,7 +332,9 @@ def _problem(error: jsonschema.ValidationError) -> Problem:
     if kind == "enum":
         return Problem(path, f"{value!r} is not allowed", f"use one of: {', '.join(map(str, arg))}")
     if kind == "type":
-        return Problem(path, f"{value!r} is not of type {arg}", f"write a {arg} here")
+        kinds = arg if isinstance(arg, list) else [arg]
+        wanted = " or ".join(f"{'an' if k[0] in 'aeiou' else 'a'} {k}" for k in kinds)
+        return Problem(path, f"{value!r} is not of type {' or '.join(kinds)}", f"write {wanted} here")
     if kind in ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"):
         relation = {"minimum": ">=", "exclusiveMinimum": ">", "maximum": "<=",
                     "exclusiveMaximum": "<"}[kind]
@@ -317,9 +343,12 @@ def _problem(error: jsonschema.ValidationError) -> Problem:
         return Problem(path, "is empty", f"give at least {arg} item(s)")
     if kind == "uniqueItems":
         return Problem(path, "has duplicate items", "list each item once")
-    if kind in ("minLength", "pattern"):
+    if kind in ("minLength", "pattern", "maxLength"):
+        hint = error.schema.get("x-hint")
+        if hint:
+            return Problem(path, f"{value!r} is not valid", f"use {hint}")
         return Problem(path, f"{value!r} is not valid", f"match {arg!r}" if kind == "pattern" else
-                       "give a non-empty string")
+                       "give a non-empty string" if kind == "minLength" else f"use at most {arg} characters")
     return Problem(path, error.message, "see schemas/values.schema.json")
 
 
@@ -340,14 +369,18 @@ def cross_field_errors(values: dict[str, Any], skip: Iterable[str] = ()) -> list
             seen[kind, value] = path
 
     skip = set(skip)
+    if not any(nas.get("enabled", True) for nas in values["nasServers"]):
+        problems.append(Problem("nasServers", "every NAS is disabled",
+                                "leave at least one NAS enabled (enabled: true)"))
+    prefix = values["namePrefix"]
     for i, nas in enumerate(values["nasServers"]):
         at = f"nasServers[{i}]"
         if f"nasServers[{i}" in skip:
             continue
         name = nas["name"]
-        if not DNS1123_LABEL.match(name) or len(name) > 63:
-            problems.append(Problem(f"{at}.name", f"{name!r} is not a DNS-1123 label",
-                                    "use lower-case letters, digits and '-', at most 63 characters"))
+        if len(prefix + name) > 63:
+            problems.append(Problem(f"{at}.name", f"namePrefix + name {prefix + name!r} is longer than "
+                                    "63 characters", "shorten the name or namePrefix"))
         unique("name", name, f"{at}.name", "give every NAS a unique name")
         if "role" not in nas:
             problems.append(Problem(f"{at}.role", f"cannot be derived from the name {name!r}",
@@ -359,6 +392,11 @@ def cross_field_errors(values: dict[str, Any], skip: Iterable[str] = ()) -> list
             if not QUANTITY.match(str(quantity)):
                 problems.append(Problem(where, f"{quantity!r} is not a Kubernetes quantity",
                                         "write e.g. 500Mi, 1Gi, 250m or 0.5"))
+            elif where.endswith(("storage.sizeLimit", "storage.stateSizeLimit")):
+                least = MIN_STATE if where.endswith("stateSizeLimit") else MIN_EXPORT
+                if to_bytes(str(quantity)) < to_bytes(least):
+                    problems.append(Problem(where, f"{quantity!r} is too small for a filesystem",
+                                            f"give at least {least}"))
     return problems
 
 

@@ -7,8 +7,10 @@ the journals through the share, so changes reach NFS without waiting for a poll.
 
 ``python -m filesim.watch --state FILE FOLDER...`` runs it in the foreground; the tasks run it
 in the background (``start_background``) and find it through its state file, which it
-rewrites every beat. It stops on SIGTERM/Ctrl-C, or when a ``<state>.stop`` file appears
-(the way that also works on Windows, where a detached process has no console to signal).
+rewrites every beat with its pid, its identity (start time) and the token the tasks gave it.
+It stops on SIGTERM/Ctrl-C, or when a ``<state>.stop`` file appears (the way that also works
+on Windows, where a detached process has no console to signal). The tasks signal a pid only
+while it is still that process (``procs.is_ours``): a stale state file is just removed.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import argparse
 import contextlib
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -26,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from filesim import procs
 from filesim.sync.journal import BEAT, STALE, JournalWriter
 from filesim.sync.status import HIDDEN, MARKER, write_json_atomically
 from filesim.sync.tree import TEMP_NAME
@@ -51,9 +55,11 @@ def hint_path(folder: Path, raw: str | bytes) -> str | None:
 class Watcher:
     """Watches NAS folders and writes their journals until ``stop`` is set."""
 
-    def __init__(self, folders: list[Path], state_file: Path | None = None):
+    def __init__(self, folders: list[Path], state_file: Path | None = None, token: str = ""):
         self.folders = [f.resolve() for f in folders]
         self.state_file = state_file
+        self.token = token
+        self.identity = procs.identity(os.getpid())
         self.writers = {f: JournalWriter(f) for f in self.folders}
         self.changed: dict[Path, set[str]] = {f: set() for f in self.folders}
         #: Of those, the ones whose last event closed them after writing (or moved them there).
@@ -153,7 +159,8 @@ class Watcher:
                 self._write(folder, writer.beat)
         if self.state_file is not None:
             write_json_atomically(self.state_file, {
-                "pid": os.getpid(), "started": self.started, "updated": time.time(),
+                "pid": os.getpid(), "identity": self.identity, "token": self.token,
+                "started": self.started, "updated": time.time(),
                 "folders": [str(f) for f in self.folders], "errors": {
                     str(f): e for f, e in self.errors.items()}})
             if self.state_file.with_name(self.state_file.name + ".stop").exists():
@@ -174,13 +181,19 @@ class Watcher:
 
 @dataclass
 class WatcherInfo:
-    """What ``invoke status`` shows of the host watcher."""
+    """What ``invoke status`` shows of the host watcher.
+
+    ``ours``: the pid is still the watcher the state describes (identity and token match).
+    """
 
     running: bool
     pid: int | None
     folders: list[str]
     log: str
     detail: str = ""
+    token: str = ""
+    identity: str | None = None
+    ours: bool = False
 
 
 def info(root: Path) -> WatcherInfo:
@@ -188,19 +201,32 @@ def info(root: Path) -> WatcherInfo:
     log = str(root / LOG_FILE)
     try:
         state = json.loads((root / STATE_FILE).read_text())
+        if not isinstance(state, dict):
+            raise ValueError("not an object")
     except (OSError, ValueError):
         return WatcherInfo(False, None, [], log, "not running")
-    age = time.time() - float(state.get("updated", 0))
-    if age > STALE:
-        return WatcherInfo(False, state.get("pid"), state.get("folders", []), log,
-                           f"silent for {age:.0f}s (stopped or stuck): see {log}")
-    errors = state.get("errors") or {}
-    detail = "; ".join(f"{Path(f).name}: {e}" for f, e in errors.items())
-    return WatcherInfo(True, state.get("pid"), state.get("folders", []), log, detail)
+    pid, token, identity = state.get("pid"), state.get("token") or "", state.get("identity")
+    ours = procs.is_ours(pid, identity, token)
+    found = WatcherInfo(False, pid if isinstance(pid, int) else None, state.get("folders", []), log,
+                        token=token, identity=identity, ours=ours)
+    age = time.time() - float(state.get("updated", 0) or 0)
+    if not ours:
+        found.detail = f"not running (a stale state names pid {pid}, which is no filesim watcher)"
+    elif age > STALE:
+        found.detail = f"silent for {age:.0f}s (stuck?): see {log}"
+    else:
+        errors = state.get("errors") or {}
+        found.running = True
+        found.detail = "; ".join(f"{Path(f).name}: {e}" for f, e in errors.items())
+    return found
 
 
 def start_background(root: Path, folders: list[Path]) -> WatcherInfo:
-    """Start the watcher for ``folders`` unless it already runs for exactly them."""
+    """Start the watcher for ``folders`` unless it already runs for exactly them.
+
+    It is known by the token it is given (its pid may differ from the one started: a venv's
+    python.exe on Windows is a launcher), and must write it within START_TIMEOUT.
+    """
     current = info(root)
     wanted = sorted(str(f.resolve()) for f in folders)
     if current.running and sorted(current.folders) == wanted:
@@ -209,6 +235,7 @@ def start_background(root: Path, folders: list[Path]) -> WatcherInfo:
     root.mkdir(parents=True, exist_ok=True)
     state = root / STATE_FILE
     state.with_name(state.name + ".stop").unlink(missing_ok=True)
+    token = secrets.token_hex(8)
     options: dict[str, Any] = {}
     if os.name == "nt":  # no console to close with the PowerShell window, no admin rights needed
         options["creationflags"] = (subprocess.DETACHED_PROCESS | subprocess.CREATE_NEW_PROCESS_GROUP
@@ -217,12 +244,12 @@ def start_background(root: Path, folders: list[Path]) -> WatcherInfo:
         options["start_new_session"] = True
     with open(root / LOG_FILE, "ab") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "filesim.watch", "--state", str(state), *wanted],
+            [sys.executable, "-m", "filesim.watch", "--state", str(state), "--token", token, *wanted],
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, close_fds=True, **options)
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
         current = info(root)
-        if current.running and current.pid == process.pid:
+        if current.running and current.token == token:
             return current
         if process.poll() is not None:
             break
@@ -232,27 +259,31 @@ def start_background(root: Path, folders: list[Path]) -> WatcherInfo:
     raise UserError(f"the host watcher did not start (exit {process.poll()}): see {root / LOG_FILE}")
 
 
-def stop_background(root: Path, timeout: float = 10.0) -> bool:
-    """Stop the background watcher of ``root``; True if one was running."""
+def stop_background(root: Path, timeout: float = 10.0) -> str | None:
+    """Stop the background watcher of ``root``: what was done, in words (None: nothing to do).
+
+    A state file whose pid is no longer the watcher (identity or token differ) is only
+    removed: nothing is signalled that filesim did not start.
+    """
     current = info(root)
-    if current.pid is None:
-        return False
     state = root / STATE_FILE
+    if current.pid is None and not state.exists():
+        return None
+    if not current.ours:
+        state.unlink(missing_ok=True)
+        return f"removed a stale host watcher state (pid {current.pid} is no filesim watcher)"
     stop_file = state.with_name(state.name + ".stop")
     stop_file.write_text("stop\n")
     deadline = time.monotonic() + timeout
     while state.exists() and time.monotonic() < deadline:
         time.sleep(0.1)
     stop_file.unlink(missing_ok=True)
-    if state.exists():  # stuck: make sure it is gone
-        if os.name == "nt":
-            subprocess.run(["taskkill", "/PID", str(current.pid), "/F"], capture_output=True,
-                           check=False)
-        else:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(current.pid, signal.SIGKILL)
+    if state.exists():  # stuck: make sure it is gone, if it still is the watcher
+        assert current.pid is not None and current.identity is not None
+        killed = procs.kill(current.pid, current.identity, current.token)
         state.unlink(missing_ok=True)
-    return current.running
+        return f"stopped the host watcher of {root}" + (" (killed: it did not stop)" if killed else "")
+    return f"stopped the host watcher of {root}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -260,11 +291,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="filesim watch", description=__doc__.splitlines()[0])
     parser.add_argument("folders", nargs="+", type=Path, help="NAS folders (each with its marker)")
     parser.add_argument("--state", type=Path, help="rewrite this JSON file every beat (pid, folders)")
+    parser.add_argument("--token", default="", help="written into the state: how the tasks know it")
     args = parser.parse_args(argv)
     missing = [str(f) for f in args.folders if not (f / MARKER).is_file()]
     if missing:
         parser.error(f"not NAS folders (no {MARKER}): {', '.join(missing)}; run `invoke setup` first")
-    watcher = Watcher(args.folders, args.state)
+    watcher = Watcher(args.folders, args.state, args.token)
     # SIGTERM as Ctrl-C: the main thread only waits for the watching thread, so the interrupt
     # never lands inside a lock the handler's own stop would need.
     signal.signal(signal.SIGTERM, signal.default_int_handler)

@@ -199,6 +199,8 @@ def test_destroy_flushes_and_keeps_an_export_it_cannot_flush(podman):
 
         with pytest.raises(EngineError, match="nas-output-3: export kept"):
             podman.destroy(print)
+        [kept] = [s for s in podman.status() if s.name == "nas-output-3"]
+        assert kept.problem.startswith("not deployed; its export is kept")
 
         assert podman.windows_folder("nas-backup").joinpath("last-moment.txt").read_bytes() == \
             b"written just before destroy\n"

@@ -100,6 +100,14 @@ class NasStatus:
     agent: dict[str, Any] = field(default_factory=dict)
 
 
+def _never_synced(status: dict[str, Any]) -> str:
+    """What an export held that never reaches Windows (symlinks, FIFOs, sockets...), named."""
+    found = [p["path"] for p in status.get("problems", [])
+             if "symlink" in p.get("reason", "") or "special file" in p.get("reason", "")]
+    shown = ", ".join(found[:5]) + (f" and {len(found) - 5} more" if len(found) > 5 else "")
+    return f"{len(found)} symlink(s) or special file(s) ({shown})" if found else ""
+
+
 class Engine(abc.ABC):
     """Runs the NAS servers of one values set somewhere."""
 
@@ -113,6 +121,11 @@ class Engine(abc.ABC):
     def image_ref(self) -> str:
         """``repository:tag`` of the NAS image."""
         return self.values.image.reference
+
+    @property
+    def lock_path(self) -> Path:
+        """The lock deploy, destroy and setup hold for this deployment (locking.py)."""
+        return Path.home() / ".filesim" / "locks" / f"{self.name}-{self.values.namespace}.lock"
 
     def servers(self) -> tuple[Nas, ...]:
         """The enabled NAS servers."""
@@ -203,7 +216,10 @@ class Engine(abc.ABC):
         An export goes only once everything in it reached the Windows side (see ``retire``);
         EngineError names the exports kept and how to recover (``force`` removes them anyway).
         """
-        retired = [self.retire(nas, progress, force=force) for nas in self.deployed_names()]
+        present = [nas for nas in self.deployed_names() if self.exists(nas)]
+        if not present:
+            progress(f"nothing of deployment {self.values.namespace!r} is here to remove")
+        retired = [self.retire(nas, progress, force=force) for nas in present]
         kept = [r for r in retired if not r.removed]
         if kept:
             raise EngineError("; ".join(f"{r.nas}: export kept, {r.why}" for r in kept) +
@@ -219,6 +235,8 @@ class Engine(abc.ABC):
         of the same agent code runs on the export. If even that leaves something behind, the
         export and state stay where the next deploy finds them.
         """
+        if not self.exists(nas):
+            return Retired(nas, True)  # nothing of it left: nothing to flush or say
         self.stop_nfs(nas)
         answer = self.agent_request(nas, "flush", timeout=60) or {}
         self.remove_pod(nas, progress)
@@ -228,12 +246,21 @@ class Engine(abc.ABC):
         why = ""
         if not clean:
             progress(f"{nas}: the agent did not confirm a clean flush; running a one-shot flush")
-            clean, why = self.flush_once(nas)
+            try:
+                clean, why = self.flush_once(nas)
+            except UserError as exc:  # a broken export (an image that will not mount)
+                clean, why = False, str(exc)
         if clean or force:
+            never = _never_synced(self.final_status(nas) or final)
             self.remove_export(nas)
-            progress(f"removed {nas}" + ("" if clean else f" (forced: {why})"))
+            progress(f"removed {nas}" + ("" if clean else f" (forced: {why})") +
+                     (f"; gone with its export, never synced to Windows: {never}" if never else ""))
             return Retired(nas, True)
         return Retired(nas, False, why or "its changes could not all reach the Windows side")
+
+    def exists(self, nas: str) -> bool:
+        """Whether anything of the NAS is deployed here (a pod, an export); engines that can tell."""
+        return True
 
     def deployed_names(self) -> list[str]:
         """Every NAS this deployment has pods or exports of (values order, then the rest)."""

@@ -6,14 +6,13 @@ import hashlib
 import json
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from filesim import PROJECT_ROOT, image
+from filesim import PROJECT_ROOT, image, ports
 from filesim.engines.base import (
     Engine,
     EngineError,
@@ -30,10 +29,10 @@ from filesim.manifests.props import (
     STATE_DIR,
     WINDOWS_ROOT_DIR,
     ganesha_config_name,
-    node_dir,
     volume_name,
 )
 from filesim.model import Values
+from filesim.paths import inside
 from filesim.quantity import to_bytes
 from filesim.run import COMMAND_TIMEOUT, READ_TIMEOUT, CommandError, Runner
 from filesim.sync.status import CONTAINERS, MARKER, degraded, health, read_status
@@ -83,7 +82,13 @@ class PodmanEngine(Engine):
     def __init__(self, values: Values, runner: Runner, data_root: Path):
         super().__init__(values, podman_runner(runner))
         self.data_root = data_root.resolve()
-        self.manifests_dir = WORK_DIR / "manifests"
+        # Per deployment: two deployments of one clone never share manifest files.
+        self.manifests_dir = inside(WORK_DIR, values.namespace, "manifests")
+
+    @property
+    def lock_path(self) -> Path:
+        """In the deployment's folder on this machine: every clone deploying it shares the lock."""
+        return inside(Path(NODE_ROOT), self.values.namespace) / ".lock"
 
     # -- setup and deploy --------------------------------------------------------------------
 
@@ -95,7 +100,7 @@ class PodmanEngine(Engine):
         self.run(["podman", "info", "--format", "{{.Host.OCIRuntime.Name}}"], reads_only=True)
         image.ensure(self.run, self.image_ref, progress=progress)
         for nas in self.servers():
-            prepare_share(self.data_root / nas.name, nas, self.run.dry_run, progress)
+            prepare_share(inside(self.data_root, nas.name), nas, self.run.dry_run, progress)
 
     def apply(self, progress: Progress) -> None:
         if any(nas.nfs.serves_v3 for nas in self.servers()):
@@ -111,6 +116,7 @@ class PodmanEngine(Engine):
         from filesim.manifests import Target, synth  # cdk8s starts Node: only when deploying
 
         pods = self._pods()
+        self._check_ports(pods)
         wanted = {nas.name for nas in self.servers()}
         for gone in sorted(self._pod_nas(pods) - wanted):
             retired = self.retire(gone, progress)
@@ -144,7 +150,7 @@ class PodmanEngine(Engine):
         return {nas for name in pods if (nas := self.values.nas_of(name.removesuffix("-pod-0")))}
 
     def _node_dir(self, nas: str) -> str:
-        return node_dir(self.values.namespace, self.values.object_name(nas))
+        return str(inside(Path(NODE_ROOT), self.values.namespace, self.values.object_name(nas)))
 
     def _export_fs(self, action: str, nas: str, *args: str) -> None:
         """Prepare, mount or remove one NAS's export filesystem and state on this host."""
@@ -176,11 +182,14 @@ class PodmanEngine(Engine):
         if not claimed:
             return
         result = self.run(["podman", "container", "inspect", "--format",
-                           "{{.Id}} {{.State.ConmonPid}}", *(c["Id"] for c in claimed)],
+                           "{{.Id}} {{.State.ConmonPid}} {{.State.Pid}}", *(c["Id"] for c in claimed)],
                           check=False, reads_only=True)
-        conmon = dict(line.split() for line in result.stdout.splitlines() if len(line.split()) == 2)
+        pids = {fields[0]: fields[1:] for line in result.stdout.splitlines()
+                if len(fields := line.split()) == 3}
         for container in claimed:
-            if not _is_conmon(conmon.get(container["Id"], "0")):
+            conmon, pid = pids.get(container["Id"], ("0", "0"))
+            container["Pid"] = int(pid)
+            if not _is_conmon(conmon):
                 container["Status"] = GONE
 
     def _pod(self, nas: str) -> dict[str, Any] | None:
@@ -205,6 +214,7 @@ class PodmanEngine(Engine):
 
     def status(self) -> list[NasStatus]:
         pods = self._pods()
+        owners = ports.listeners({nas.podman_port for nas in self.servers()})
         found = []
         for nas in self.servers():
             port = nas.podman_port
@@ -212,7 +222,10 @@ class PodmanEngine(Engine):
                              endpoint=f"nfs://127.0.0.1:{port}{EXPORT_DIR}")
             pod = pods.get(self.pod_name(nas.name))
             if pod is None:
-                item.problem = "not deployed"
+                kept = Path(self._node_dir(nas.name), "export.img")
+                item.problem = "not deployed" + (
+                    f"; its export is kept ({kept.parent}): `invoke deploy` resumes it, "
+                    "`invoke destroy` flushes it to Windows and removes it" if kept.exists() else "")
             else:
                 states = {c["Names"].removeprefix(self.pod_name(nas.name) + "-"): c["Status"]
                           for c in pod.get("Containers", [])}
@@ -222,13 +235,36 @@ class PodmanEngine(Engine):
                     problem = "its processes were killed outside podman; `invoke deploy` restarts it"
                 elif not item.running:
                     problem = "containers: " + ", ".join(f"{k} {v}" for k, v in sorted(states.items()))
-                elif not _serves(port):
+                elif port not in owners:
                     problem = f"nothing listens on 127.0.0.1:{port} yet"
+                elif not self._own_listener(pod, nas.name, owners[port]):
+                    # Ready means this NAS's own server answers, not whatever holds its port.
+                    problem = (f"port {port} is held by {ports.describe(owners[port])}, not by "
+                               f"{nas.name}'s NFS server: stop it, or give {nas.name} another "
+                               "podman.port")
+                    item.stuck = True
                 item.problem = problem or None
                 item.ready = item.problem is None
                 item.degraded = degraded(item.agent)
             found.append(item)
         return found
+
+    def _own_listener(self, pod: dict[str, Any], nas: str, owner: int) -> bool:
+        """Whether ``owner`` (a listening pid) runs in this NAS pod's nfs container."""
+        name = self._container(nas, "nfs")
+        nfs = next((c for c in pod.get("Containers", []) if c["Names"] == name), None)
+        return bool(nfs and nfs.get("Pid") and owner and ports.descends_from(owner, nfs["Pid"]))
+
+    def _check_ports(self, pods: dict[str, dict[str, Any]]) -> None:
+        """Before anything starts: every NAS's port is free, or held by that NAS's own server."""
+        owners = ports.listeners({nas.podman_port for nas in self.servers()})
+        for nas in self.servers():
+            owner = owners.get(nas.podman_port)
+            pod = pods.get(self.pod_name(nas.name))
+            if owner is not None and not (pod and self._own_listener(pod, nas.name, owner)):
+                raise EngineError(f"{nas.name}: port {nas.podman_port} is in use by "
+                                  f"{ports.describe(owner)}; stop it, or give {nas.name} another "
+                                  "podman.port (--set 'nasServers[" + nas.name + "].podman.port=N')")
 
     def logs(self, nas: str, container: str, follow: bool) -> None:
         self.server(nas)
@@ -252,7 +288,7 @@ class PodmanEngine(Engine):
 
     def windows_folder(self, nas: str) -> Path:
         self.server(nas)
-        return self.data_root / nas
+        return inside(self.data_root, nas)
 
     # -- NFS client: libnfs in the NAS image, on the host network ----------------------------
 
@@ -294,6 +330,9 @@ class PodmanEngine(Engine):
         if root.is_dir():
             found |= {nas for p in root.iterdir() if p.is_dir() and (nas := self.values.nas_of(p.name))}
         return names + sorted(found - set(names))
+
+    def exists(self, nas: str) -> bool:
+        return self._pod(nas) is not None or Path(self._node_dir(nas)).exists()
 
     def stop_nfs(self, nas: str) -> None:
         if self._gone(nas):
@@ -417,8 +456,4 @@ def _is_conmon(pid: str) -> bool:
     return name.endswith("(conmon") and not rest.startswith(("Z", "X"))  # a zombie is dead
 
 
-def _serves(port: int) -> bool:
-    with socket.socket() as sock:
-        sock.settimeout(0.5)
-        return sock.connect_ex(("127.0.0.1", port)) == 0
 

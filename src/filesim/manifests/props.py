@@ -7,6 +7,7 @@ from enum import StrEnum
 
 from filesim.manifests import ganesha
 from filesim.model import Image, Nas, share_folder
+from filesim.paths import node_path
 from filesim.quantity import to_bytes
 
 #: Paths inside the NAS containers.
@@ -32,7 +33,7 @@ def volume_name(nas: str, suffix: str) -> str:
 
 def node_dir(namespace: str, nas: str) -> str:
     """The folder holding one NAS's export filesystem and agent state on its node."""
-    return f"{NODE_ROOT}/{namespace}/{nas}"
+    return node_path(NODE_ROOT, namespace, nas)
 
 
 def ganesha_config_name(nas: str) -> str:

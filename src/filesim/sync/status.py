@@ -137,6 +137,23 @@ def ask(state_dir: Path, kind: str, timeout: float, **details: Any) -> dict[str,
             return answer
         time.sleep(0.05)
     (state_dir / REQUESTS / f"{request_id}.json").unlink(missing_ok=True)
-    status = read_status(state_dir) or {}
-    return {"ok": False, "error": f"no answer from the agent within {timeout:.0f}s",
-            "pending": status.get("pending_paths", []), "problems": status.get("problems", [])}
+    status = read_status(state_dir)
+    return {"ok": False, "error": _unanswered(status, timeout),
+            "pending": (status or {}).get("pending_paths", []),
+            "problems": (status or {}).get("problems", [])}
+
+
+def _unanswered(status: dict[str, Any] | None, timeout: float) -> str:
+    """Why a request was not answered in time, as its status tells it."""
+    healthy, why = health(status)
+    if not healthy:
+        return f"no answer from the agent within {timeout:.0f}s: {why}"
+    assert status is not None
+    blocking = [p for p in status.get("problems", []) if p.get("blocks", True)]
+    if blocking:
+        more = f" (+{len(blocking) - 1} more)" if len(blocking) > 1 else ""
+        return (f"not in step after {timeout:.0f}s: {blocking[0]['side']} {blocking[0]['path']}: "
+                f"{blocking[0]['reason']}{more}")
+    if status.get("pending"):
+        return f"not in step after {timeout:.0f}s: {status['pending']} change(s) still pending"
+    return f"no answer from the agent within {timeout:.0f}s"
