@@ -8,7 +8,8 @@
 #   DIR/export/      its mount point, what the NAS pod serves
 #   DIR/state/       the sync agent's state, a plain folder beside it (never on the export)
 #
-# usage: export-fs.sh prepare DIR BYTES   mount (creating or growing the image as needed)
+# usage: export-fs.sh prepare DIR BYTES FILES   mount (creating or growing the image as needed;
+#                                              FILES inodes, fixed when it is made)
 #        export-fs.sh mount DIR           mount the image if there is one (a flush after a reboot)
 #        export-fs.sh remove DIR          unmount and delete the image and the state
 # DIR must be <root>/<namespace>/<nas> (root: FILESIM_NODE_ROOT, default /var/lib/filesim), each
@@ -47,15 +48,22 @@ mount_image() {
 prepare() {
   dir=$1
   bytes=$2
+  files=$3
   image=$dir/export.img
   mkdir -p "$dir/export" "$dir/state"
   chmod 0700 "$dir/state"
   if [ ! -f "$image" ]; then
-    # One inode per 8 KiB; 256-byte inodes keep nanosecond timestamps (the agent needs them).
+    # FILES inodes (small files fill inodes before bytes), 1 KiB blocks when they are meant
+    # to be small (a 1 KiB file takes 1 KiB, not 4); 256-byte inodes keep nanosecond
+    # timestamps (the agent needs them).
+    block=4096
+    if [ $((bytes / files)) -le 4096 ]; then
+      block=1024
+    fi
     if ! truncate -s "$bytes" "$image" ||
-      ! mkfs.ext4 -q -F -m 0 -i 8192 -I 256 -E root_owner=0:0,nodiscard "$image"; then
+      ! mkfs.ext4 -q -F -m 0 -b "$block" -N "$files" -I 256 -E root_owner=0:0,nodiscard "$image"; then
       rm -f "$image"
-      die "could not make a filesystem of $bytes bytes in $image"
+      die "could not make a filesystem of $bytes bytes and $files files in $image"
     fi
   fi
   mount_image "$dir"
@@ -89,8 +97,8 @@ main() {
   [ $# -ge 2 ] && check_dir "$2"
   case ${1:-} in
     prepare)
-      [ $# -eq 3 ] || die "usage: export-fs.sh prepare DIR BYTES"
-      prepare "$2" "$3"
+      [ $# -eq 4 ] || die "usage: export-fs.sh prepare DIR BYTES FILES"
+      prepare "$2" "$3" "$4"
       ;;
     mount)
       [ $# -eq 2 ] || die "usage: export-fs.sh mount DIR"
@@ -102,7 +110,7 @@ main() {
       [ $# -eq 2 ] || die "usage: export-fs.sh remove DIR"
       remove "$2"
       ;;
-    *) die "usage: export-fs.sh prepare DIR BYTES | mount DIR | remove DIR" ;;
+    *) die "usage: export-fs.sh prepare DIR BYTES FILES | mount DIR | remove DIR" ;;
   esac
 }
 

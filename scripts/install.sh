@@ -32,7 +32,7 @@ install_packages() {
 install_python_env() {
   python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
     || die "filesim needs Python 3.11 or newer (python3 is $(python3 --version))"
-  log "creating .venv and installing filesim with its development tools"
+  log "creating .venv with filesim, invoke and nox (the test tools go into nox's environments)"
   [[ -x .venv/bin/python ]] || python3 -m venv .venv
   pip_install --upgrade pip
   pip_install -e '.[dev]'

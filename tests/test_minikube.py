@@ -281,6 +281,6 @@ def test_apply_is_server_side_with_field_manager_filesim_and_prunes_removed_nas(
     script = PROJECT_ROOT / "scripts" / "export-fs.sh"
     assert prepared[0] == f"-p filesim cp {script} /tmp/filesim-export-fs.sh"
     assert prepared[1:] == [f"-p filesim ssh -- sudo sh /tmp/filesim-export-fs.sh prepare "
-                            f"/var/lib/filesim/filesim/{nas} 524288000"
+                            f"/var/lib/filesim/filesim/{nas} 524288000 256000"
                             for nas in ("nas-input-1", "nas-input-2", "nas-input-3", "nas-backup",
                                         "nas-output-1", "nas-output-2")]

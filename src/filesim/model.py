@@ -121,10 +121,11 @@ class ServiceSettings:
 
 @dataclass(frozen=True)
 class Storage:
-    """Size limits of one NAS's volumes (Kubernetes quantities)."""
+    """Size limits of one NAS's volumes (Kubernetes quantities) and its export's inode count."""
 
     size_limit: str
     state_size_limit: str
+    max_files: int
 
 
 @dataclass(frozen=True)
@@ -149,6 +150,8 @@ class Nas:
     sidecar_image: Image
     sidecar_resources: Resources
     seed_resources: Resources
+    #: Seconds without seed progress after which `invoke deploy` stops waiting.
+    seed_stall: float
     nfs: NfsSettings
     service: ServiceSettings
     podman_port: int
@@ -242,11 +245,13 @@ def _nas(raw: Mapping[str, Any], image: Image, target_defaults: Mapping[str, Map
         sidecar_image=Image.parse(sidecar.get("image", {}), base=image),
         sidecar_resources=Resources.parse(sidecar["resources"]),
         seed_resources=Resources.parse(raw["seed"]["resources"]),
+        seed_stall=raw["seed"]["stallSeconds"],
         nfs=NfsSettings(tuple(nfs["versions"]), nfs["port"], nfs["mountPort"],
                         {target: tuple(cidrs) for target, cidrs in clients.items()},
                         nfs["squash"], nfs["anonymousUid"], nfs["anonymousGid"],
                         Resources.parse(nfs["resources"])),
         service=ServiceSettings(service["type"], service["clusterIP"], service.get("nodePort")),
         podman_port=raw["podman"]["port"],
-        storage=Storage(str(raw["storage"]["sizeLimit"]), str(raw["storage"]["stateSizeLimit"])),
+        storage=Storage(str(raw["storage"]["sizeLimit"]), str(raw["storage"]["stateSizeLimit"]),
+                        raw["storage"]["maxFiles"]),
     )

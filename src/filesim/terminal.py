@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import sys
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,6 +21,8 @@ STYLES = {"yes": "green", "no": "bold red", "degraded": "yellow", "journal": "gr
           "polling": "yellow", "passed": "green", "failed": "bold red", "skipped": "dim",
           "in step": "green"}
 COUNTER = re.compile(r"^(\d+)/(\d+) (\w+)(.*)$")
+#: Piped output gets a counter line at most this often (a seed of 250,000 files: one per 10 s).
+PIPED_EVERY = 10.0
 
 
 def is_terminal(stream: Any) -> bool:
@@ -57,11 +60,19 @@ class Reporter:
     def __init__(self) -> None:
         self.bar: Progress | None = None
         self.task: Any = None
+        #: Piped: when a counter line ("N/M what") was last printed, by what it counts.
+        self._printed: dict[str, float] = {}
 
     def __call__(self, message: str) -> None:
-        """Report one step."""
+        """Report one step (piped, a counter at most every PIPED_EVERY seconds, and its end)."""
         counter = COUNTER.match(message)
         if not is_terminal(sys.stderr):
+            if counter is not None:
+                now, what = time.monotonic(), counter[3]
+                finished = int(counter[1]) >= int(counter[2])
+                if not finished and now - self._printed.get(what, -PIPED_EVERY) < PIPED_EVERY:
+                    return
+                self._printed[what] = now
             print(message, file=sys.stderr, flush=True)
             return
         if counter is None:

@@ -126,6 +126,8 @@ def status_report(states: list[NasStatus], as_json: bool, watcher: Any = None) -
         age = f"{max(0.0, time.time() - last):.0f}s ago" if last else "-"
         export = agent.get("export") or {}
         used = (f"{export['used'] / 2**20:.0f}/{export['size'] / 2**20:.0f} MiB" if export else "-")
+        if export.get("files_max"):
+            used += f", {_count(export['files'])}/{_count(export['files_max'])} files"
         ready = ("degraded" if s.degraded else "yes") if s.ready else "no"
         problems = len(agent["problems"]) if "problems" in agent else "-"
         rows.append((s.name, ready, s.mode, s.endpoint, used, age, agent.get("windows_changes", "-"),
@@ -153,6 +155,11 @@ def watcher_info(engine: Any) -> Any:
     except EngineError:
         return None
     return info(root)
+
+
+def _count(n: int) -> str:
+    """12,345 → 12.3k; 256,000 → 256k: short enough for a table."""
+    return f"{n / 1000:.3g}k" if n >= 10_000 else str(n)
 
 
 def watcher_line(watcher: Any) -> str:

@@ -6,6 +6,7 @@ that a schema can express; :func:`cross_field_errors` checks the rest.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import ipaddress
 import json
@@ -277,6 +278,11 @@ def fill_defaults(instance: Any, node: dict[str, Any], root: dict[str, Any] | No
                 result[key] = copy.deepcopy(sub_node["default"])
             elif role and role in sub_node.get("x-default-by-role", {}):
                 result[key] = sub_node["x-default-by-role"][role]
+            elif "x-default-from" in sub_node:  # one per so many bytes of a sibling quantity
+                source = sub_node["x-default-from"]
+                with contextlib.suppress(ValueError, TypeError):  # a bad quantity is named later
+                    result[key] = max(to_bytes(str(result[source["key"]])) // source["bytesPer"],
+                                      sub_node.get("minimum", 0))
         if key in result:
             result[key] = fill_defaults(result[key], sub, root, role)
     return result
@@ -397,6 +403,12 @@ def cross_field_errors(values: dict[str, Any], skip: Iterable[str] = ()) -> list
                 if to_bytes(str(quantity)) < to_bytes(least):
                     problems.append(Problem(where, f"{quantity!r} is too small for a filesystem",
                                             f"give at least {least}"))
+        storage = nas["storage"]
+        size = to_bytes(str(storage["sizeLimit"])) if QUANTITY.match(str(storage["sizeLimit"])) else 0
+        if size >= to_bytes(MIN_EXPORT) and storage.get("maxFiles", 0) * 1024 > size:
+            problems.append(Problem(f"{at}.storage.maxFiles", f"{storage['maxFiles']} files do not "
+                                    f"fit {storage['sizeLimit']} (at most one per KiB)",
+                                    "raise storage.sizeLimit or lower storage.maxFiles"))
     return problems
 
 

@@ -241,7 +241,8 @@ def test_a_nas_folder_deleted_file_by_file_loses_nothing_the_system_under_test_w
     assert lost == [], f"{len(lost)} of 400 neither on the export nor kept"
 
     assert invoke(podman, data_root, "setup").returncode == 0  # the folder again, a new marker
-    restored = invoke(podman, data_root, "restore", nas, ".", "--side", "nfs", "--json")
-    assert restored.returncode == 0, restored.stdout + restored.stderr
+    if kept:  # what the guard let through is put back from the NFS side's versions
+        restored = invoke(podman, data_root, "restore", nas, ".", "--side", "nfs", "--json")
+        assert restored.returncode == 0, restored.stdout + restored.stderr
     wait_until(lambda: len(list(folder.glob("r*.csv"))) == 400, 60)
     assert {p.name: p.read_bytes() for p in folder.glob("r*.csv")} == written

@@ -100,6 +100,29 @@ class NasStatus:
     agent: dict[str, Any] = field(default_factory=dict)
 
 
+def seed_line(nas: str, seed: dict[str, Any], *, short: bool = False) -> str:
+    """A seed's progress in one line: ``12345/100000 files; nas-backup seeding, 12 MiB, ...``.
+
+    The counter form makes a progress bar on a terminal (terminal.Reporter).
+    """
+    done, total = seed.get("files_done") or 0, seed.get("files_total")
+    mib = (seed.get("bytes_done") or 0) / 2**20
+    elapsed = max(time.time() - (seed.get("started_at") or time.time()), 1e-3)
+    rate = done / elapsed
+    eta = f", ETA {(total - done) / rate:.0f}s" if total and rate and total > done else ""
+    if short:
+        return f"{seed.get('phase', 'starting')}, {done} of {total or '?'} files copied"
+    counter = f"{done}/{total} files" if total else f"{done} files"
+    return f"{counter}; {nas} seeding: {mib:.0f} MiB, {rate:.0f} files/s{eta}"
+
+
+def stalled_why(status: dict[str, Any] | None) -> str:
+    """What a stalled agent's status names as its first problem ("" if none)."""
+    problems = (status or {}).get("problems") or []
+    blocking = [p for p in problems if p.get("blocks", True)]
+    return f"; last problem: {blocking[0]['path']}: {blocking[0]['reason']}" if blocking else ""
+
+
 def _never_synced(status: dict[str, Any]) -> str:
     """What an export held that never reaches Windows (symlinks, FIFOs, sockets...), named."""
     found = [p["path"] for p in status.get("problems", [])

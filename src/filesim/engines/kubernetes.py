@@ -290,7 +290,8 @@ class KubernetesEngine(Engine):
                                   f"{retired.why}; fix that, or `invoke destroy --force`")
         self._prepare_node()
         for nas in self.servers():
-            self._export_fs("prepare", nas.name, str(to_bytes(nas.storage.size_limit)))
+            self._export_fs("prepare", nas.name, str(to_bytes(nas.storage.size_limit)),
+                            str(nas.storage.max_files))
         applied: set[tuple[str, str]] = set()
         for manifest in manifests(self.values, Target.KUBERNETES):
             for obj in manifest.objects:

@@ -21,6 +21,8 @@ from filesim.engines.base import (
     SharePaths,
     prepare_share,
     request_argv,
+    seed_line,
+    stalled_why,
 )
 from filesim.manifests.props import (
     EMPTY_DIRS,
@@ -134,11 +136,47 @@ class PodmanEngine(Engine):
                     and self._all_running(pod):
                 progress(f"{nas.name}: unchanged")
                 continue
-            self._export_fs("prepare", nas.name, str(to_bytes(nas.storage.size_limit)))
+            self._export_fs("prepare", nas.name, str(to_bytes(nas.storage.size_limit)),
+                            str(nas.storage.max_files))
             if pod is not None:
                 self.remove_pod(nas.name, progress)  # the export stays: the new pod resumes it
-            self.run(["podman", "kube", "play", "--network", "host", path])
+            self._play(nas, path, progress)
             progress(f"{nas.name}: {'replaced' if pod is not None else 'created'}")
+
+    def _play(self, nas: Any, path: Path, progress: Progress) -> None:
+        """``kube play`` one NAS, showing its seed's progress; stop only if the seed stalls.
+
+        ``kube play`` returns once the pod's init containers ended, the seed among them: it
+        runs in the background while the seed's status (in its state folder, on this host)
+        is watched. No progress for ``seed.stallSeconds`` ends the wait naming the NAS, the
+        seed's phase and its last problem.
+        """
+        argv = ["podman", "kube", "play", "--network", "host", str(path)]
+        if self.run.dry_run:
+            self.run(argv)
+            return
+        with tempfile.TemporaryFile() as output:
+            play = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=output,
+                                    stderr=subprocess.STDOUT, env={**os.environ, **self.run.env})
+            state, moved, last = Path(self._node_dir(nas.name), "state"), time.monotonic(), None
+            while play.poll() is None:
+                time.sleep(0.5)
+                seed = (read_status(state) or {}).get("seed") or {}
+                seen = (seed.get("phase"), seed.get("files_done"), seed.get("bytes_done"))
+                if seen != last:
+                    moved, last = time.monotonic(), seen
+                    if seed.get("phase") == "copying":
+                        progress(seed_line(nas.name, seed))
+                elif time.monotonic() - moved > nas.seed_stall:
+                    play.kill()
+                    play.wait()
+                    raise EngineError(f"{nas.name}: its seed made no progress for "
+                                      f"{nas.seed_stall:.0f}s ({seed_line(nas.name, seed, short=True)}"
+                                      f"{stalled_why(read_status(state))}); see `invoke logs "
+                                      f"{nas.name} --container init`")
+            output.seek(0)
+            if play.returncode != 0:
+                raise CommandError(argv, play.returncode, output.read().decode(errors="replace"))
 
     @staticmethod
     def _all_running(pod: dict[str, Any]) -> bool:

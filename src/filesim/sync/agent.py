@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import signal
 import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from filesim.sync import status as protocol
@@ -23,6 +25,7 @@ from filesim.sync.tree import (
     DestinationChanged,
     Poll,
     SideUnavailable,
+    Sig,
     SourceChanged,
     Tree,
     temp_prefix,
@@ -118,6 +121,10 @@ class Agent:
         self._sweep_resume = 0.0
         self._last_summary = time.monotonic()
         self._summarised = (0, 0, 0, 0)
+        #: While seeding (--once): what status.json says of its progress.
+        self.seed: dict[str, Any] | None = None
+        #: Chunks the polls of the current full pass handed over (see Tree.poll's sink).
+        self._chunks = 0
 
     # -- one-shot and loop -------------------------------------------------------------------
 
@@ -163,9 +170,31 @@ class Agent:
         return protocol.share_id(self.settings.windows) == self.state.meta.get("share_id")
 
     def run_once(self, timeout: float = 600.0) -> bool:
-        """Seed: full passes until nothing is left to settle; True if fully in agreement."""
+        """Seed: full passes until nothing is left to settle.
+
+        True unless something is left that waits for no problem: a path that cannot be
+        synced now (a full export, a locked file) is a problem in status, retried by the
+        sidecar with back-off, never a reason for the seed to fail (a restart would only
+        meet it again). Its progress is in status.json as it goes (``seed``).
+        """
         self.reconciler.start_seeding()
-        return self._settle_all(timeout)
+        self.seed = {"phase": "counting", "files_total": None, "started_at": time.time()}
+        self.write_status()
+        with contextlib.suppress(SideUnavailable):  # listings only: the total to show
+            self.seed["files_total"] = self.windows.count()
+        self.seed["phase"] = "copying"
+        self.write_status()
+        self.reconciler.on_progress = self._seed_progress
+        self._settle_all(timeout)
+        self.seed["phase"] = "done"
+        self.write_status()
+        waiting = {p.path for p in self.problems if not p.notice}
+        return not (self.reconciler.pending_paths() - waiting)
+
+    def _seed_progress(self) -> None:
+        """Rewrite status.json at most every second while the seed copies."""
+        if time.monotonic() - self.status_written >= 1.0:
+            self.write_status()
 
     def flush_once(self, timeout: float = 60.0) -> bool:
         """Copy everything pending now (settle ignored); True if nothing is left on one side only."""
@@ -328,12 +357,15 @@ class Agent:
         nfs_rescan, self.rescan_nfs = nfs_rescan or self.rescan_nfs, False
         self.poll_windows = False
         try:
-            windows = self._poll(self.windows)
-            nfs = self._poll(self.nfs) if nfs_rescan else None
-            items = self.reconciler.full_scan(
-                windows=windows.changed, windows_deleted=windows.deleted,
-                nfs=nfs.changed if nfs else None, nfs_deleted=nfs.deleted if nfs else set())
-            self.reconciler.reconcile(items)
+            # Big change sets (a seed) are reconciled in chunks as the walks find them.
+            scan, reconcile = self.reconciler.full_scan, self.reconciler.reconcile
+            with self._caching_folders():
+                self._chunks = 0
+                windows, nfs = self._both_polls(nfs_rescan)
+                items = scan(windows=windows.changed, windows_deleted=windows.deleted,
+                             nfs=nfs.changed if nfs else None,
+                             nfs_deleted=nfs.deleted if nfs else set(), chunked=self._chunks > 0)
+                reconcile(items)
         except SideUnavailable as exc:
             self._side_unavailable(exc)
             return
@@ -347,6 +379,25 @@ class Agent:
                                       "seconds": self.last_full_pass_seconds,
                                       "nfs_rescan": nfs_rescan})
 
+    @contextlib.contextmanager
+    def _caching_folders(self) -> Iterator[None]:
+        """Within: folders opened for reading stay open (see Tree.walk_dir).
+
+        Over 9p each folder opened is a round trip to Windows.
+        """
+        with self.windows.caching_folders(), self.nfs.caching_folders():
+            yield
+
+    def _both_polls(self, nfs_rescan: bool) -> tuple[Poll, Poll | None]:
+        """Poll Windows (and NFS); what they find in bulk is reconciled as they go."""
+        scan, reconcile = self.reconciler.full_scan, self.reconciler.reconcile
+        windows = self._poll(self.windows, lambda chunk: reconcile(scan(
+            windows=chunk, windows_deleted=set(), nfs=None, nfs_deleted=set(), final=False)))
+        nfs = self._poll(self.nfs, lambda chunk: reconcile(scan(
+            windows=None, windows_deleted=set(), nfs=chunk, nfs_deleted=set(),
+            final=False))) if nfs_rescan else None
+        return windows, nfs
+
     def unsynced(self) -> list[str]:
         """Paths that differ from the agreed state on either side; nothing is changed."""
         nfs, windows = self._poll(self.nfs), self._poll(self.windows)
@@ -354,14 +405,25 @@ class Agent:
             self.reconciler.nfs_path(w) for w in windows.changed.keys() | windows.deleted}
         return sorted(display(p) for p in paths)
 
-    def _poll(self, tree: Tree) -> Poll:
-        """What differs on one side from the agreed state (the time it took is kept)."""
-        started = time.monotonic()
-        if tree is self.windows:
-            found = tree.poll(self.state.win_hash, len(self.state), self.state.win_names)
-        else:
-            found = tree.poll(self.state.nfs_hash, len(self.state), self.state.paths)
-        self.costs[tree.name].add(time.monotonic() - started)
+    def _poll(self, tree: Tree, sink: Callable[[dict[str, Sig]], None] | None = None) -> Poll:
+        """What differs on one side from the agreed state (the time its walks took is kept).
+
+        With ``sink``, differences found are handed to it in chunks as the walk goes.
+        """
+        started, sunk = time.monotonic(), 0.0
+
+        def timed(chunk: dict[str, Sig]) -> None:
+            nonlocal sunk
+            began = time.monotonic()
+            assert sink is not None
+            sink(chunk)
+            self._chunks += 1
+            sunk += time.monotonic() - began
+
+        agreed = (self.state.win_hash, self.state.win_names) if tree is self.windows else (
+            self.state.nfs_hash, self.state.paths)
+        found = tree.poll(agreed[0], len(self.state), agreed[1], timed if sink else None)
+        self.costs[tree.name].add(time.monotonic() - started - sunk)
         return found
 
     def _schedule(self, nfs_rescanned: bool) -> None:
@@ -382,7 +444,9 @@ class Agent:
         if not self._share_mounted():
             return
         try:
-            self.reconciler.reconcile(self.reconciler.observe(nfs_paths, win_paths))
+            with self._caching_folders():
+                items = self.reconciler.observe(nfs_paths, win_paths)
+                self.reconciler.reconcile(items)
             if self.reconciler.take_links_changed():
                 # Writing through one name of a hard-linked file raises no event for the others.
                 missed = self._poll(self.nfs)
@@ -673,6 +737,9 @@ class Agent:
             "log_level": self.settings.log_level,
             "stopped": stopped,
         }
+        if self.seed is not None:
+            status["seed"] = {**self.seed, "files_done": report.copied,
+                              "bytes_done": report.copied_bytes}
         protocol.write_json_atomically(self.settings.state / protocol.STATUS_FILE, status)
 
 

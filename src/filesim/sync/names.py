@@ -31,6 +31,9 @@ LOOKALIKES = {chr(ord(c) + FULLWIDTH): c for c in SPECIAL}
 CONTROLS = {chr(SYMBOL_FOR_CONTROL + i): chr(i) for i in range(1, 32)}
 #: Device names: Win32 takes the name before the first dot, trailing spaces ignored (``con .txt``).
 RESERVED = re.compile(r"^(con|prn|aux|nul|com[0-9¹²³]|lpt[0-9¹²³]) *(\.|$)", re.IGNORECASE)
+#: An ASCII name Windows can hold as it is (no special or control character, no trailing dot
+#: or space); device names are checked apart.
+PLAIN = re.compile(r'[^<>:"|?*\\\x00-\x1f]*[^<>:"|?*\\\x00-\x1f. ]')
 #: Names the agent keeps at the top of the Windows side (compared by case, as Windows does).
 TOP_RESERVED = (MARKER.casefold(), HIDDEN.casefold())
 #: Longest path Windows programs can open (MAX_PATH, 260, less the terminating NUL).
@@ -49,8 +52,9 @@ def _top_reserved(name: str) -> bool:
 
 def encode(name: str, *, top: bool = False) -> str:
     """The Windows name of one NFS name component (``top``: directly in the NAS folder)."""
-    if not name:
-        return name
+    if not name or (name.isascii() and PLAIN.fullmatch(name) and not RESERVED.match(name)
+                    and not (top and _top_reserved(name))):
+        return name  # most names: nothing to encode (checked in C)
     if top:
         if _top_reserved(name):
             return FULLWIDTH_PERIOD + encode(name[1:])
@@ -91,6 +95,8 @@ def decode(name: str, *, top: bool = False) -> str:
     the pairing it was first seen with, and the agent gives a name that decodes to one
     already taken an alternative (see :func:`alternative`).
     """
+    if name.isascii():
+        return name  # every look-alike is outside ASCII: nothing to decode
     if top and name[:1] == FULLWIDTH_PERIOD and _top_reserved("." + name[1:]):
         return "." + name[1:]
     decoded = _decode(name) if name else name

@@ -2,11 +2,14 @@
 
 A failing path never stops the rest and is never retried in a hot loop: each failure doubles
 its wait (1 s … ``CEILING``); a path whose reason is policy (a symlink, a name Windows cannot
-hold in report mode) waits the ceiling at once. Each change of a problem is logged once.
+hold in report mode) waits the ceiling at once. Each change of a problem is logged once, and
+the problems of one batch that share a side and reason are one line (how many, three examples):
+a full export must not log a line per file. Status lists every path.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -52,6 +55,9 @@ class Problems:
         self.clock = clock
         self._by_path: dict[str, Problem] = {}
         self._notices: dict[str, Problem] = {}
+        #: What to log at the next ``flush_log``: (event, side, reason) → paths, and extras.
+        self._news: dict[tuple[str, str, str], list[str]] = {}
+        self._extra: dict[tuple[str, str, str], dict[str, object]] = {}
 
     def __len__(self) -> int:
         return len(self._by_path) + len(self._notices)
@@ -88,8 +94,7 @@ class Problems:
             self._by_path[path] = Problem(side, path, reason, now if problem is None else problem.since,
                                           now, now + wait, attempts, unsynced, quiet)
             if not quiet:
-                self.log.warning("problem", extra={"side": side, "path": display(path),
-                                                   "reason": reason, "retry_in": wait})
+                self._note("problem", side, reason, path, retry_in=wait)
             return
         problem.attempts += 1
         problem.last = now
@@ -100,8 +105,26 @@ class Problems:
         """``path`` synced (or vanished): forget its problem."""
         problem = self._by_path.pop(path, None)
         if problem is not None and not problem.quiet:
-            self.log.info("problem resolved", extra={"side": problem.side, "path": display(path),
-                                                     "after": round(self.clock() - problem.since, 1)})
+            self._note("problem resolved", problem.side, problem.reason, path,
+                       after=round(self.clock() - problem.since, 1))
+
+    def _note(self, event: str, side: str, reason: str, path: str, **extra: object) -> None:
+        key = (event, side, reason)
+        self._news.setdefault(key, []).append(path)
+        self._extra.setdefault(key, extra)
+
+    def flush_log(self) -> None:
+        """Log what changed since the last flush: one line per event, side and reason."""
+        news, self._news, extras, self._extra = self._news, {}, self._extra, {}
+        for (event, side, reason), paths in news.items():
+            level = logging.WARNING if event == "problem" else logging.INFO
+            if len(paths) == 1:
+                self.log.log(level, event, extra={"side": side, "path": display(paths[0]),
+                                                  "reason": reason, **extras[event, side, reason]})
+            else:
+                self.log.log(level, f"{event}s" if event == "problem" else "problems resolved",
+                             extra={"side": side, "reason": reason, "count": len(paths),
+                                    "examples": [display(p) for p in paths[:3]]})
 
     def retry_now(self, paths: set[str]) -> None:
         """Let these paths be tried at once (their reason may be gone: a release, a request)."""
@@ -137,6 +160,9 @@ class Problems:
         """How many paths do not sync now (notices left out)."""
         return len(self._by_path)
 
-    def as_list(self) -> list[dict[str, object]]:
-        """Every problem as status.json lists it."""
-        return [p.as_dict() for p in self]
+    def as_list(self, limit: int = 500) -> list[dict[str, object]]:
+        """The problems as status.json lists them: the first ``limit`` (``len`` counts all).
+
+        A full export may have 100,000; status.json is rewritten every few seconds.
+        """
+        return [p.as_dict() for p in itertools.islice(self, limit)]

@@ -40,8 +40,14 @@ NAME_POLICIES = ("encode", "report")
 RACY_SECONDS = 2.0
 #: A Windows hint this soon after the agent's own copy there is taken as the copy's echo.
 ECHO_SECONDS = 10.0
+#: A Windows file dated this long ago (by the agent's clock) is not being written: copied at
+#: first sight, as a seed's files are. The margin covers whole-second mtimes and a laptop's
+#: clock a little apart from the VM's; anything newer waits for a second look.
+OLD_ENOUGH = 30.0
 #: While Windows→NFS deletions go through, the share's marker is looked at every this many.
 MARKER_EVERY = 16
+#: A batch of more items than this logs its actions as one line each (per action, direction).
+BULK = 100
 #: New files looked up as possible rename targets: per new folder tree, and per batch for new
 #: files in folders already agreed (a copy must not cost a lookup per file).
 RENAME_TRIES_PER_TREE = 20
@@ -163,6 +169,7 @@ class Report:
     conflicts: list[dict[str, object]] = field(default_factory=list)
     conflict_count: int = 0
     copied: int = 0
+    copied_bytes: int = 0
     deleted: int = 0
     renamed: int = 0
 
@@ -261,6 +268,10 @@ class Reconciler:
         self._unreadable: set[tuple[str, str]] = set()
         #: Agreed paths the last observation pulled in as the sources of renames.
         self._sources: set[str] = set()
+        #: In a batch of more than BULK items, (action, direction) → [count, bytes, examples].
+        self._bulk: dict[tuple[str, str], list] | None = None
+        #: Called every few dozen items of a long batch (the agent shows a seed's progress).
+        self.on_progress: Callable[[], None] = lambda: None
         #: A file with other names (hard links) was copied: those names changed too.
         self.links_changed = False
         self._stop_at = float("inf")
@@ -505,38 +516,53 @@ class Reconciler:
         return name is not None and self.trees[side].stat(name) is None \
             and not self.trees[side].under_unreadable(name)
 
-    def full_scan(self, *, windows: dict[str, Sig], windows_deleted: set[str],
-                  nfs: dict[str, Sig] | None, nfs_deleted: set[str]) -> list[Item]:
+    def full_scan(self, *, windows: dict[str, Sig] | None, windows_deleted: set[str],
+                  nfs: dict[str, Sig] | None, nfs_deleted: set[str], final: bool = True,
+                  chunked: bool = False) -> list[Item]:
         """Items for every path that differs from the state on either side (poll results).
 
-        A path a poll did not report is as agreed on that side; without an NFS poll, the NFS
-        side is looked at for the paths Windows changed. A name a listing lacked is looked up
-        by name before it counts as deleted (a listing may leave entries out).
+        A path a poll did not report is as agreed on that side; without a poll of a side
+        (None), that side is looked at for the paths the other changed. A name a listing
+        lacked is looked up by name before it counts as deleted (a listing may leave entries
+        out). A chunk of a poll still under way (``final`` off) brings only its own paths;
+        after a poll handed chunks over (``chunked``), what waits (pending, problems) was
+        reported in a chunk, if at all, so it is looked up, not taken as agreed.
         """
         self._listings.clear()
-        windows_deleted = self._look_again(WINDOWS, windows, windows_deleted)
+        if windows is not None:
+            windows_deleted = self._look_again(WINDOWS, windows, windows_deleted)
         if nfs is not None:
             nfs_deleted = self._look_again(NFS, nfs, nfs_deleted)
-        self._check_racy(windows, windows_deleted)
-        paths = {self.nfs_path(w) for w in windows}
+        if final and windows is not None:
+            self._check_racy(windows, windows_deleted)
+        paths = {self.nfs_path(w) for w in windows or ()}
         paths |= {self.state.path_of_win(w) or self.nfs_path(w) for w in windows_deleted}
-        paths |= {p for p in self.forced if p in self.state}
-        # What waits (to settle, or on a problem) may have vanished from both sides meanwhile.
-        paths |= self.pending.keys() | {p.path for p in self.problems}
+        extras: set[str] = set()
+        if final:
+            extras = {p for p in self.forced if p in self.state}
+            # What waits (to settle, or on a problem) may have vanished from both sides meanwhile.
+            extras |= self.pending.keys() | {p.path for p in self.problems}
+            paths |= extras
         if nfs is not None:
             paths |= nfs.keys() | nfs_deleted
         paths.discard("")
+        looked_up = {w for p in extras if (w := self.state.win_of(p) or self.win_path(p))} \
+            if chunked else set()
 
         def nfs_sig(path: str) -> Sig | None:
-            if nfs is None:
+            if nfs is None or (chunked and path in extras and path not in nfs
+                               and path not in nfs_deleted):
                 return self.trees[NFS].stat(path)
             return nfs[path] if path in nfs else None if path in nfs_deleted else self.state.nfs_sig(path)
 
         def win_sig(win: str) -> Sig | None:
+            if windows is None or (win in looked_up and win not in windows
+                                   and win not in windows_deleted):
+                return self.trees[WINDOWS].stat(win)
             return windows[win] if win in windows else (
                 None if win in windows_deleted else self.state.win_sig(win))
 
-        return self._pair(paths, nfs_sig, win_sig, windows)
+        return self._pair(paths, nfs_sig, win_sig, windows or ())
 
     def _look_again(self, side: str, changed: dict[str, Sig], missing: set[str]) -> set[str]:
         """Of the names a poll's listings lacked, those a lookup by name finds missing too.
@@ -650,8 +676,12 @@ class Reconciler:
         for tree in self.trees.values():
             tree.begin_batch()
         with self.state.batch():
-            self._reconcile(items)
+            try:
+                self._reconcile(items)
+            finally:
+                self._log_bulk()
         self._unreadable_problems()
+        self.problems.flush_log()
 
     def _unreadable_problems(self) -> None:
         """A folder either side refused to list is a problem of its own (nothing below it moves)."""
@@ -662,11 +692,15 @@ class Reconciler:
                                  "another user's folder?); nothing below it is synced or deleted")
 
     def _reconcile(self, items: list[Item]) -> None:
+        # A seed of 100,000 files logs a line per batch, not one per file (at info).
+        self._bulk = {} if len(items) > BULK else None
         try:
             items = self._renames(items)
             deletions: list[tuple[Item, str]] = []
             after: list[tuple[Item, Action]] = []
             for index, item in enumerate(items):
+                if index % 64 == 0 and index:
+                    self.on_progress()
                 if index % 64 == 0 and self.clock() > self._stop_at:
                     # Stopping: the rest (and what waited for it) stays pending, so the final
                     # status says so and nothing is taken as synced that was not.
@@ -713,6 +747,8 @@ class Reconciler:
             action.dest or action.source) else NFS
         if isinstance(exc, Blocked):
             self.problems.report(side, item.path, f"not synced: {exc.strerror}", policy=True)
+        elif isinstance(exc, OSError) and exc.errno == errno.ENOSPC and side == NFS:
+            self.problems.report(side, item.path, self.trees[NFS].full())  # bytes or inodes
         elif isinstance(exc, OSError):
             self.problems.report(side, item.path, REFUSED.get(exc.errno or 0, exc.strerror or str(exc)))
         else:
@@ -821,9 +857,12 @@ class Reconciler:
         seen = record.side(side)
         if seen is None or seen.sig != sig:
             record.record(side, Seen(sig, now, seen.wall if seen else time.time()))
-            if sig is not None and (path in self.complete[side] or (
-                    side == NFS and time.time() - sig.mtime_ns / 1e9 >= self.settle)):
-                return True  # its writer is done, or untouched for the settle time (exact mtimes)
+            age = time.time() - sig.mtime_ns / 1e9 if sig is not None else 0.0
+            if sig is not None and (path in self.complete[side] or age >= (
+                    self.settle if side == NFS else max(self.settle, OLD_ENOUGH))):
+                # Its writer is done, or it is untouched for long enough: the settle time on
+                # NFS (one clock); on Windows OLD_ENOUGH (whole seconds, another clock).
+                return True
         elif now - seen.since >= self.settle:
             return True
         if sig is not None and now - record.first_seen >= self.settings.max_delay:
@@ -903,7 +942,8 @@ class Reconciler:
         else:
             copied = tree.copy_from(self.trees[source], item.name(source), src_sig,
                                     dest=item.name(dest), dest_expected=dst_sig,
-                                    dest_sha=entry.sha if entry is not None else None, busy_ok=busy)
+                                    dest_sha=entry.sha if entry is not None else None, busy_ok=busy,
+                                    progress=self._copying)
             new, sha, src_sig = copied.dest, copied.sha, copied.source
             self.report.copied += 1
             self._log_action(item.path, source, dest, src_sig, started, "copy")
@@ -915,6 +955,11 @@ class Reconciler:
         agent_wrote_windows = dest == WINDOWS if by_agent is None else by_agent
         self._agree(item.path, agreed_entry(item.win, nfs, windows, sha, by_agent=agent_wrote_windows))
         self.forced.discard(item.path)
+
+    def _copying(self, size: int) -> None:
+        """Bytes copied as a copy goes (a big file's progress shows while it is copied)."""
+        self.report.copied_bytes += size
+        self.on_progress()
 
     def _echo(self, path: str) -> None:
         """Note that the agent just wrote the Windows copy of ``path`` (its hints are echoes)."""
@@ -1283,11 +1328,26 @@ class Reconciler:
 
     def _log_action(self, path: str, source: str, dest: str, sig: Sig | None, started: float,
                     action: str) -> None:
-        self.log.info(action, extra={
-            "direction": f"{source}->{dest}", "path": names.display(path),
-            "bytes": 0 if sig is None or sig.is_dir else sig.size,
-            "ms": round((self.clock() - started) * 1000, 1),
-        })
+        """One line per action at info, or, in a bulk batch, at debug and in its summary."""
+        size = 0 if sig is None or sig.is_dir else sig.size
+        direction = f"{source}->{dest}"
+        if self._bulk is not None:
+            done = self._bulk.setdefault((action, direction), [0, 0, []])
+            done[0], done[1] = done[0] + 1, done[1] + size
+            if len(done[2]) < 3:
+                done[2].append(names.display(path))
+            if not self.log.isEnabledFor(logging.DEBUG):
+                return
+        self.log.log(logging.DEBUG if self._bulk is not None else logging.INFO, action, extra={
+            "direction": direction, "path": names.display(path), "bytes": size,
+            "ms": round((self.clock() - started) * 1000, 1)})
+
+    def _log_bulk(self) -> None:
+        """The summary of a bulk batch: one line per action and direction."""
+        bulk, self._bulk = self._bulk, None
+        for (action, direction), (count, size, examples) in sorted((bulk or {}).items()):
+            self.log.info(f"{action} (batch)", extra={"direction": direction, "count": count,
+                                                      "bytes": size, "examples": examples})
 
 
 _DIR = Sig(Kind.DIR, 0, 0, 0, 0, False)

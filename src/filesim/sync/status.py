@@ -81,7 +81,8 @@ def degraded(status: dict[str, Any] | None) -> str | None:
     problems = status.get("problems") or []
     if problems:
         first = problems[0]
-        more = f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""
+        count = max(len(problems), status.get("errors") or 0)
+        more = f" (+{count - 1} more)" if count > 1 else ""
         return f"{first['side']} {first['path']}: {first['reason']}{more}"
     return None
 

@@ -19,9 +19,9 @@ import re
 import secrets
 import stat
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import IntEnum
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any, NamedTuple
 
 from filesim.sync.names import case_key
@@ -37,6 +37,10 @@ CHUNK = 1 << 20
 _ZEROS = memoryview(bytes(CHUNK))
 #: Walks of one poll at most, when folders keep moving while it walks.
 POLL_ATTEMPTS = 3
+#: A poll with a sink hands differences over in chunks of this many.
+POLL_CHUNK = 2000
+#: Folders a batch keeps open for reading at most (then it starts over).
+FOLDER_CACHE = 256
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 #: No O_NOATIME: on files of other uids (NFS clients) it needs CAP_FOWNER, which the agent lacks.
 #: O_NONBLOCK: a FIFO opened for reading would wait for a writer (regular files ignore it).
@@ -87,6 +91,14 @@ SIG_HASH_MASK = (1 << 64) - 1
 def sig_hash(sig: Sig) -> int:
     """A 64-bit hash of a signature: what the state keeps in memory to tell "unchanged"."""
     return hash(sig) & SIG_HASH_MASK
+
+
+@dataclass
+class Walk:
+    """What one walk of a tree met: folders that refused to be listed, one that vanished."""
+
+    refused: set[str] = field(default_factory=set)
+    moved: bool = False
 
 
 class Poll(NamedTuple):
@@ -182,15 +194,16 @@ class Tree:
         self.keep = keep
         self.temp = temp
         self.unreadable: set[str] = set()
-        #: Set when the tree moved under a poll's walk (see :meth:`poll`).
-        self.torn = False
         #: Folder listings of the current batch (case-insensitive sides check exact names).
         self._names: dict[str, set[str]] = {}
+        #: Folders opened for reading in this batch (see walk_dir's ``cached``).
+        self._folders: dict[str, int] = {}
+        self._caching = False
         #: Files seen in this batch that have other names (hard links).
         self.linked: set[str] = set()
 
     def begin_batch(self) -> None:
-        """Forget the folder listings, linked files and unreadable folders of the previous batch."""
+        """Forget the folder listings, linked files and unreadable folders of the last batch."""
         self._names.clear()
         self.linked.clear()
         self.unreadable.clear()
@@ -202,8 +215,7 @@ class Tree:
 
     def under_unreadable(self, rel: str) -> bool:
         """Whether ``rel`` is, or is below, a folder this side refused to show."""
-        return any(rel == folder or rel.startswith(folder + "/") or not folder
-                   for folder in self.unreadable)
+        return _below(rel, self.unreadable)
 
     def _exact(self, parent: str, name: str, fd: int) -> bool:
         """Whether ``name`` is spelled exactly so in ``parent`` (fd open on it).
@@ -239,17 +251,24 @@ class Tree:
 
     # -- reading -----------------------------------------------------------------------------
 
-    def walk_dir(self, rel: str, *, create: bool = False) -> int:
+    def walk_dir(self, rel: str, *, create: bool = False, cached: bool = False) -> int:
         """An fd of the folder ``rel``, reached without following any symlink.
 
         Raises Blocked if a component is a symlink or not a folder, FileNotFoundError if it is
-        missing (unless ``create``), SideUnavailable if the root cannot be opened.
+        missing (unless ``create``), SideUnavailable if the root cannot be opened. ``cached``
+        (for reads only: nothing is ever written through it) starts from the deepest folder
+        of ``rel`` already opened in this batch and keeps what it opens: over 9p every open
+        is a round trip to Windows. It caches only within :meth:`caching_folders` (a batch),
+        and is dropped when that ends.
         """
+        parts = [p for p in rel.split("/") if p]
+        if cached and self._caching and not create:
+            return os.dup(self._cached_folder(parts))
         try:
             fd = os.open(self.root, DIR_FLAGS)
         except OSError as exc:
             raise SideUnavailable(f"{self.name}: {exc}") from exc
-        for part in (p for p in rel.split("/") if p):
+        for part in parts:
             try:
                 try:
                     child = os.open(part, DIR_FLAGS, dir_fd=fd)
@@ -271,6 +290,47 @@ class Tree:
             fd = child
         return fd
 
+    def _cached_folder(self, parts: list[str]) -> int:
+        """The cached fd of the folder ``parts`` (opened from the deepest cached one above)."""
+        have = len(parts)
+        while have and "/".join(parts[:have]) not in self._folders:
+            have -= 1
+        if have == 0 and "" not in self._folders:
+            if len(self._folders) >= FOLDER_CACHE:
+                self.forget_folders()
+            try:
+                self._folders[""] = os.open(self.root, DIR_FLAGS)
+            except OSError as exc:
+                raise SideUnavailable(f"{self.name}: {exc}") from exc
+        fd = self._folders["/".join(parts[:have])]
+        for i in range(have, len(parts)):
+            try:
+                fd = os.open(parts[i], DIR_FLAGS, dir_fd=fd)
+            except OSError as exc:
+                if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                    raise Blocked(exc.errno, f"{parts[i]} is not a folder on the {self.name} side",
+                                  "/".join(parts)) from None
+                raise
+            self._folders["/".join(parts[:i + 1])] = fd
+        return fd
+
+    @contextlib.contextmanager
+    def caching_folders(self) -> Iterator[None]:
+        """Within: folders opened for reading stay open (a batch); a folder may move after."""
+        outer, self._caching = self._caching, True
+        try:
+            yield
+        finally:
+            self._caching = outer
+            if not outer:
+                self.forget_folders()
+
+    def forget_folders(self) -> None:
+        """Close the folders :meth:`walk_dir` cached (a folder may move between batches)."""
+        folders, self._folders = self._folders, {}
+        for fd in folders.values():
+            os.close(fd)
+
     def stat(self, rel: str) -> Sig | None:
         """The signature of one entry (exact name, symlinks not followed), or None if absent.
 
@@ -279,7 +339,7 @@ class Tree:
         """
         parent, name = _split(rel)
         try:
-            fd = self.walk_dir(parent)
+            fd = self.walk_dir(parent, cached=True)
         except (FileNotFoundError, Blocked):
             return None
         except OSError as exc:
@@ -352,9 +412,12 @@ class Tree:
         return rel, None
 
     def poll(self, agreed: Callable[[str], int | None], known: int,
-             known_names: Callable[[], Iterable[str]]) -> Poll:
+             known_names: Callable[[], Iterable[str]],
+             sink: Callable[[dict[str, Sig]], None] | None = None) -> Poll:
         """Compare the whole tree with the agreed signatures; only differences are kept.
 
+        With ``sink``, differences are handed over in chunks of POLL_CHUNK as the walk finds
+        them (a seed of 250,000 files never holds them all); the Poll keeps the rest.
         A poll that saw a folder vanish, or new names in its second walk that the first did
         not report (a folder renamed meanwhile), is done again, up to POLL_ATTEMPTS times:
         else the folder's files look deleted and their new names unseen, and no rename is
@@ -362,15 +425,16 @@ class Tree:
         what looks deleted is looked up by name before anything is done with it.
         """
         for _ in range(POLL_ATTEMPTS):
-            self.torn = False
-            self.unreadable.clear()
-            found = self._poll(agreed, known, known_names)
-            if not self.torn:
+            walk = Walk()
+            found = self._poll(agreed, known, known_names, walk, sink)
+            if not walk.moved:
                 break
+        self.unreadable |= walk.refused
         return found
 
     def _poll(self, agreed: Callable[[str], int | None], known: int,
-              known_names: Callable[[], Iterable[str]]) -> Poll:
+              known_names: Callable[[], Iterable[str]], walk: Walk,
+              sink: Callable[[dict[str, Sig]], None] | None) -> Poll:
         """One walk of :meth:`poll`.
 
         ``agreed`` gives the hash (:func:`sig_hash`) of the signature agreed at a name, of
@@ -386,7 +450,12 @@ class Tree:
         gc_was_enabled = gc.isenabled()
         gc.disable()
         try:
-            for directory, names, fd in self._directories(""):
+            for directory, names, fd in self._directories("", walk):
+                if sink is not None and len(changed) >= POLL_CHUNK:
+                    gc.enable()  # what the sink does may create cycles
+                    sink(changed)
+                    changed = {}
+                    gc.disable()
                 prefix = f"{directory}/" if directory else ""
                 for name in names:
                     try:
@@ -414,22 +483,26 @@ class Tree:
                 gc.enable()
         deleted: set[str] = set()
         if matched < known:
-            seen = {f"{d}/{n}" if d else n for d, names, _ in self._directories("") for n in names}
+            seen = {f"{d}/{n}" if d else n for d, names, _ in self._directories("", walk)
+                    for n in names}
             names = set(known_names())
             deleted = names - seen
-            if self.unreadable:  # unknown below a folder that refused its listing, not gone
-                deleted = {n for n in deleted if not self.under_unreadable(n)}
+            if walk.refused:  # unknown below a folder that refused its listing, not gone
+                deleted = {n for n in deleted if not _below(n, walk.refused)}
             # The second walk saw new names the first did not (a folder moved under the
             # first, which then saw part of it): they are missing from ``changed``.
-            self.torn |= any(agreed(n) is None and n not in changed for n in seen)
-        return Poll(changed, deleted, total, frozenset(self.unreadable))
+            walk.moved |= any(agreed(n) is None and n not in changed for n in seen)
+        return Poll(changed, deleted, total, frozenset(walk.refused))
 
-    def _directories(self, rel: str) -> Iterator[tuple[str, list[str], int]]:
+    def _directories(self, rel: str, walk: Walk | None = None
+                     ) -> Iterator[tuple[str, list[str], int]]:
         """(folder, entry names, open fd of the folder) for ``rel`` and every folder below it.
 
         Names exclude what :func:`ignored` names; symlinked folders are not entered. The fd is
-        valid until the next item is asked for.
+        valid until the next item is asked for. Folders that refused to be listed go into
+        ``walk.refused`` (default: ``unreadable``), and one that vanished sets ``walk.moved``.
         """
+        walk = walk or Walk(self.unreadable)
         stack = [rel]
         ignored = self.ignored
         while stack:
@@ -439,12 +512,12 @@ class Tree:
             except (FileNotFoundError, Blocked) as exc:
                 if not current:
                     raise SideUnavailable(f"{self.name}: root {self.root} is missing") from None
-                self.torn |= isinstance(exc, FileNotFoundError)
+                walk.moved |= isinstance(exc, FileNotFoundError)
                 continue
             except OSError as exc:
                 if exc.errno not in DENIED or not current:
                     raise SideUnavailable(f"{self.name}: {exc}") from exc
-                self.unreadable.add(current)
+                walk.refused.add(current)
                 continue
             try:
                 try:
@@ -460,7 +533,7 @@ class Tree:
                 except OSError as exc:
                     if exc.errno not in DENIED or not current:
                         raise SideUnavailable(f"{self.name}: {exc}") from exc
-                    self.unreadable.add(current)
+                    walk.refused.add(current)
                     continue
                 yield current, names, fd
             finally:
@@ -488,7 +561,10 @@ class Tree:
             os.close(fd)
 
     def hash(self, rel: str, limit: int | None = None) -> str:
-        """The content hash of one file (of its first ``limit`` bytes if given)."""
+        """The content hash of one file (of its first ``limit`` bytes if given).
+
+        NotAFile if what was read was no regular file (a FIFO reads as empty, never blocks).
+        """
         fd = self._open_file(rel)
         try:
             digest = new_hash()
@@ -500,16 +576,22 @@ class Tree:
                 digest.update(chunk)
                 if remaining is not None:
                     remaining -= len(chunk)
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise NotAFile(errno.EINVAL, "not a regular file now (a FIFO, device or folder?)", rel)
             return digest.hexdigest()
         finally:
             os.close(fd)
 
     def _open_file(self, rel: str) -> int:
-        """An fd to read the regular file ``rel``; NotAFile if something else is there now."""
+        """An fd to read ``rel``, opened without blocking.
+
+        The caller checks on the descriptor, once it has read, that it is a regular file (a
+        FIFO reads as empty).
+        """
         parent, name = _split(rel)
-        fd = self.walk_dir(parent)
+        fd = self.walk_dir(parent, cached=True)
         try:
-            return open_regular(name, fd)
+            return open_regular(name, fd, check=False)
         finally:
             os.close(fd)
 
@@ -517,16 +599,19 @@ class Tree:
 
     def copy_from(self, source: Tree, rel: str, expected: Sig, *, dest: str | None = None,
                   dest_expected: Sig | None = None, dest_sha: str | None = None,
-                  busy_ok: bool = False, set_aside: str | None = None) -> Copied:
+                  busy_ok: bool = False, set_aside: str | None = None,
+                  progress: Callable[[int], None] | None = None) -> Copied:
         """Copy the file ``rel`` of ``source`` to ``dest`` (default ``rel``) here.
 
         The copy goes to a hidden temp file in the destination folder and is renamed into
         place only if the copied version is whole (the source did not change while it was
         read, or only grew and kept its prefix, which is then what is published) and the
         destination is still what was last seen (``dest_expected``; None: absent; on the
-        Windows side its content must also hash to ``dest_sha``). Unless ``busy_ok``, the
-        source's path must also still name the copied version. A replaced file is kept first,
-        or renamed to ``set_aside`` (a conflict copy in the same folder) just before.
+        Windows side its content must also hash to ``dest_sha``). The source is read through
+        one open descriptor, checked before and after: what is published is a whole version
+        it held (if its path names another by now, the next look copies that one). A replaced
+        file is kept first, or renamed to ``set_aside`` (a conflict copy in the same folder)
+        just before. ``progress`` is told the bytes copied as they go (a seed shows them).
         """
         dest = dest or rel
         parent, name = _split(dest)
@@ -534,10 +619,8 @@ class Tree:
         out_dir = None
         temp = None
         try:
-            before = os.fstat(src_fd)
-            copied_sig = source.sig(before)
-            if not copied_sig.is_file or not _same_version(copied_sig, expected):
-                raise SourceChanged(rel)
+            # The source is looked at once, after it was read (over 9p every look is a round
+            # trip): a regular file still of the version expected, so what was read is whole.
             out_dir = self.walk_dir(parent, create=True)
             temp = f"{self.temp}{secrets.token_hex(4)}.{name}"
             temp = os.fsencode(temp)[:255].decode(errors="surrogateescape")
@@ -545,23 +628,32 @@ class Tree:
             out = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
                           mode, dir_fd=out_dir)
             try:
-                length, sha = _copy_data(src_fd, out, before.st_size)
+                # 9p shows no holes, and asking costs a round trip per question (FUSE too).
+                try:
+                    length, sha = _copy_data(src_fd, out, expected.size, holes=not source.windows,
+                                             progress=progress)
+                except OSError as exc:
+                    if exc.errno != errno.ESPIPE:  # no seeking in a FIFO: not a file
+                        raise
                 after = os.fstat(src_fd)
-                if (after.st_mtime_ns, after.st_size, after.st_ctime_ns) != (
-                        before.st_mtime_ns, before.st_size, before.st_ctime_ns):
-                    if not (busy_ok and after.st_size >= length
+                copied_sig = source.sig(after)
+                if after.st_nlink > 1 and not source.windows and copied_sig.is_file:
+                    source.linked.add(rel)  # its other names changed too
+                if not copied_sig.is_file:
+                    raise NotAFile(errno.EINVAL, "not a regular file now (a FIFO, device or "
+                                   "folder?)", rel)
+                if not _same_version(copied_sig, expected) or length != expected.size:
+                    if not (busy_ok and after.st_size >= length and copied_sig.is_file
                             and source.hash(rel, limit=length) == sha):
                         raise SourceChanged(rel)
-                    copied_sig = copied_sig._replace(size=length)  # the stable prefix
+                    copied_sig = expected._replace(size=length)  # the stable prefix
                     os.ftruncate(out, length)
                 if self.file_mode is not None:
                     os.fchmod(out, self.file_mode & ~0o222 if expected.readonly else self.file_mode)
                 with contextlib.suppress(OSError):  # the source's date (9p ignores it: Windows)
-                    os.utime(out, ns=(before.st_atime_ns, before.st_mtime_ns))
+                    os.utime(out, ns=(after.st_atime_ns, expected.mtime_ns))
             finally:
                 os.close(out)
-            if not busy_ok and source.stat(rel) != expected:
-                raise SourceChanged(rel)
             self._expect(out_dir, dest, dest_expected, dest_sha)
             if set_aside is not None and dest_expected is not None:
                 aside = _split(set_aside)[1]
@@ -702,12 +794,24 @@ class Tree:
     # -- the whole tree ----------------------------------------------------------------------
 
     def usage(self) -> dict[str, int] | None:
-        """Bytes used and the size of the filesystem holding the tree (None if unreadable)."""
+        """Bytes and files (inodes) used and there are of the filesystem holding the tree."""
         try:
             st = os.statvfs(self.root)
         except OSError:
             return None
-        return {"used": (st.f_blocks - st.f_bfree) * st.f_frsize, "size": st.f_blocks * st.f_frsize}
+        return {"used": (st.f_blocks - st.f_bfree) * st.f_frsize, "size": st.f_blocks * st.f_frsize,
+                "files": st.f_files - st.f_ffree, "files_max": st.f_files}
+
+    def full(self) -> str:
+        """Why a write here found no space, in words with the fix (the export's limits)."""
+        usage = self.usage() or {}
+        if usage and usage["files_max"] and usage["files"] >= usage["files_max"]:
+            return (f"no free inodes (files {usage['files']:,} of {usage['files_max']:,}): "
+                    "raise storage.maxFiles")
+        if usage:
+            return (f"no space left ({usage['used'] / 2**20:.0f} of {usage['size'] / 2**20:.0f} MiB): "
+                    "raise storage.sizeLimit")
+        return "no space left"
 
     def has_marker(self) -> bool:
         """Whether the share marker is at the root (the share is really mounted)."""
@@ -760,19 +864,28 @@ class Tree:
                         removed += 1
         return removed
 
+    def count(self) -> int:
+        """How many files the tree holds (listings only: one per folder, no stat per file)."""
+        names = folders = 0
+        for _, listed, _ in self._directories(""):
+            names, folders = names + len(listed), folders + 1
+        return names - (folders - 1)  # every folder walked but the root is a name in its parent
+
     def is_empty(self) -> bool:
         """Whether the root holds nothing the agent syncs."""
         return not self.listing("")
 
 
-def open_regular(name: str, dir_fd: int) -> int:
+def open_regular(name: str, dir_fd: int, *, check: bool = True) -> int:
     """Open ``name`` in the folder ``dir_fd`` for reading, never blocking: NotAFile unless a file.
 
-    Checked on the open descriptor (fstat), so what was read is what was checked.
+    Checked on the open descriptor (fstat), so what is read is what was checked; ``check``
+    off leaves that to the caller, who looks at the descriptor after reading (one round trip
+    less over 9p).
     """
     fd = os.open(name, READ_FLAGS, dir_fd=dir_fd)
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
+        if check and not stat.S_ISREG(os.fstat(fd).st_mode):
             raise NotAFile(errno.EINVAL, "not a regular file now (a FIFO, device or folder?)", name)
     except BaseException:
         os.close(fd)
@@ -780,10 +893,15 @@ def open_regular(name: str, dir_fd: int) -> int:
     return fd
 
 
+def _below(rel: str, folders: set[str]) -> bool:
+    """Whether ``rel`` is one of ``folders`` or below one ("" is the root: everything)."""
+    return any(not folder or rel == folder or rel.startswith(folder + "/") for folder in folders)
+
+
 def _split(rel: str) -> tuple[str, str]:
-    path = PurePosixPath(rel)
-    parent = str(path.parent)
-    return ("" if parent == "." else parent), path.name
+    """``a/b/c`` → (``a/b``, ``c``); ``c`` → ("", ``c``) (paths are relative, '/'-separated)."""
+    parent, _, name = rel.strip("/").rpartition("/")
+    return parent, name
 
 
 def _parents(rel: str) -> list[str]:
@@ -797,13 +915,14 @@ def _same_version(current: Sig, expected: Sig) -> bool:
     return current[:5] == expected[:5]
 
 
-def _copy_data(src: int, out: int, size: int) -> tuple[int, str]:
-    """Copy ``size`` bytes into the new file ``out``, hashing them; holes stay holes."""
+def _copy_data(src: int, out: int, size: int, *, holes: bool = True,
+               progress: Callable[[int], None] | None = None) -> tuple[int, str]:
+    """Copy ``size`` bytes into the new file ``out``, hashing them; holes stay holes (``holes``)."""
     digest = new_hash()
     position = written = 0
     while position < size:
         try:
-            data = os.lseek(src, position, os.SEEK_DATA)
+            data = os.lseek(src, position, os.SEEK_DATA) if holes else position
         except OSError as exc:  # ENXIO: only a hole is left; else no SEEK_DATA: all is data
             data = size if exc.errno == errno.ENXIO else position
         data = min(data, size)
@@ -814,7 +933,7 @@ def _copy_data(src: int, out: int, size: int) -> tuple[int, str]:
         if position >= size:
             break
         try:
-            hole = min(os.lseek(src, position, os.SEEK_HOLE), size)
+            hole = min(os.lseek(src, position, os.SEEK_HOLE), size) if holes else size
         except OSError:
             hole = size
         os.lseek(src, position, os.SEEK_SET)
@@ -827,6 +946,8 @@ def _copy_data(src: int, out: int, size: int) -> tuple[int, str]:
             digest.update(chunk)
             position += len(chunk)
             written = position
+            if progress is not None:
+                progress(len(chunk))
     if written != position:
         os.ftruncate(out, position)  # a hole at the end
     return position, digest.hexdigest()
