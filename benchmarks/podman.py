@@ -1,8 +1,11 @@
-"""The podman engine: image build from nothing, deploy to all-ready, idle RSS, check-sync latency.
+"""The podman engine: image build, deploy to all-ready, idle RSS, check-sync, a NAS of 250k files.
 
-Prints a Markdown table. Runs its own deployment (benchmarks/podman-values.yaml) and removes it
-at the end; the image build is timed under a tag of its own, so running pods keep theirs.
-Usage: python benchmarks/podman.py [--runs 20] [--keep-image] [--smoke]
+Prints a Markdown table. Runs its own deployments (benchmarks/podman-values.yaml) and removes
+them at the end; the image build is timed under a tag of its own, so running pods keep theirs.
+The big NAS is deployed with default values but its folder: every file must reach the export,
+no container may restart or be OOM-killed, and each agent's peak RSS (VmHWM, which it reports)
+is set against its container's memory limit.
+Usage: python benchmarks/podman.py [--runs 20] [--keep-image] [--big-files 250000] [--smoke]
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from common import percentile, require
 
 from filesim import image, toolkit
 from filesim.checks import check_sync
+from filesim.quantity import to_bytes
+from filesim.sync.status import SEED_FILE, read_status
 
 VALUES = Path(__file__).with_name("podman-values.yaml")
 
@@ -42,12 +47,66 @@ def pod_rss_mib(engine, nas: str) -> float:
     return total / 1024
 
 
+def big_nas(files: int) -> list[tuple[str, str, str]]:
+    """Deploy one NAS (nas-backup, default values) whose folder holds ``files`` files of 1 KiB."""
+    data_root = Path(tempfile.mkdtemp(prefix="filesim-bench-big-"))
+    sets = ["namespace=filesim-bench-big", "namePrefix=big-",
+            *(f"nasServers[{n}].enabled=false" for n in ("nas-input-1", "nas-input-2", "nas-input-3",
+                                                        "nas-output-1", "nas-output-2", "nas-output-3"))]
+    engine = toolkit.engine("podman", [str(VALUES)], sets, str(data_root), need_data_root=False)
+    [nas] = engine.servers()
+    engine.setup(quiet)
+    folder = data_root / nas.name
+    payload = b"x" * 1024
+    for i in range(files):
+        sub = folder / f"d{i // 500:04}"
+        if i % 500 == 0:
+            sub.mkdir()
+        (sub / f"f{i:06}.dat").write_bytes(payload)
+    rows = []
+    try:
+        started = time.monotonic()
+        engine.apply(toolkit.progress)  # the seed's progress, as deploy shows it
+        engine.wait_ready(600, toolkit.progress)
+        rows.append((f"deploy of a NAS of {files:,} files of 1 KiB (default values), to ready",
+                     f"{time.monotonic() - started:.0f} s", "progress shown, no stall"))
+        state = Path(engine._node_dir(nas.name), "state")
+        seed = read_status(state, SEED_FILE) or {}
+        export = Path(engine._node_dir(nas.name), "export")
+        on_export = sum(1 for _ in export.rglob("*.dat"))
+        restarts = {c: engine.run(["podman", "inspect", "--format", "{{.RestartCount}} {{.State.OOMKilled}}",
+                                   engine._container(nas.name, c)], reads_only=True).stdout.split()
+                    for c in ("sync", "nfs")}
+        rows.append(("files on the export, seed problems", f"{on_export:,} of {files:,}, "
+                     f"{seed.get('errors', '?')} problems", "all, 0"))
+        rows.append(("restarts / OOM kills (sync, nfs)",
+                     ", ".join(f"{c} {r[0]} / {r[1]}" for c, r in restarts.items()), "0 / false"))
+        seed_limit = to_bytes(nas.seed_resources.limits["memory"]) / 2**20
+        rows.append(("seed peak RSS (VmHWM)", f"{seed.get('peak_rss_mib', 0):.0f} MiB = "
+                     f"{seed.get('peak_rss_mib', 0) / seed_limit:.0%} of its {seed_limit:.0f} MiB",
+                     "≤ 75 %"))
+        engine.agent_request(nas.name, "barrier", 600)  # a full pass over every file
+        agent = read_status(state) or {}
+        sync_limit = to_bytes(nas.sidecar_resources.limits["memory"]) / 2**20
+        rows.append(("sync agent peak RSS after a full pass", f"{agent.get('peak_rss_mib', 0):.0f} MiB "
+                     f"= {agent.get('peak_rss_mib', 0) / sync_limit:.0%} of its {sync_limit:.0f} MiB",
+                     "≤ 75 %"))
+    finally:
+        engine.destroy(quiet, force=True)
+        shutil.rmtree(data_root)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--keep-image", action="store_true", help="skip the build from nothing")
+    parser.add_argument("--big-files", type=int, default=250_000,
+                        help="files of the big NAS (0: skip it)")
     parser.add_argument("--smoke", action="store_true", help="2 runs, no build: a check, no figures")
     args = parser.parse_args()
+    if args.smoke:
+        args.big_files = min(args.big_files, 1000)
     require("podman", "debootstrap")
     runs = 2 if args.smoke else args.runs
     data_root = Path(tempfile.mkdtemp(prefix="filesim-bench-data-"))
@@ -85,6 +144,8 @@ def main() -> None:
     finally:
         engine.destroy(quiet, force=True)
         shutil.rmtree(data_root)  # the NAS folders this run made (destroy keeps a tester's)
+    if args.big_files:
+        rows += big_nas(args.big_files)
     print(f"`python benchmarks/podman.py{' --smoke' if args.smoke else ''}` "
           f"({'smoke: not figures' if args.smoke else f'{runs} check-sync runs'})\n")
     print("| measure | figure | target |\n|---|---|---|")

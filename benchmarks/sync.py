@@ -2,15 +2,17 @@
 
 Prints Markdown tables: latency NFS→Windows and Windows→NFS (p50/p99 over N changes) with and
 without the host watcher, idle CPU and RSS at each tree size in both modes, the initial sync of
-a tree by the daemon and by `--once` against `cp -a`, and seeding a ~1 GB mixed tree. Both
-sides are local folders (the 9p share's extra cost per stat is not modelled here).
+a tree by the daemon and by `--once` against `cp -a`, seeding a ~1 GB mixed tree, and seeding
+over a 9p-like share (the tests' FUSE share with a delay per operation, each one counted)
+against `tar | tar` over the same share. The other sections' sides are local folders.
 
 A baseline that fails while running stops the benchmark with one line; "never" is printed only
 for what was observed: the research loop's --delete removing a file written on Windows.
 
 Usage: python benchmarks/sync.py [--changes N] [--latency-files 10000,100000]
                                  [--sizes 1000,10000,100000] [--initial-files N]
-                                 [--idle-seconds S] [--seed-mb MB] [--only SECTIONS] [--smoke]
+                                 [--idle-seconds S] [--seed-mb MB] [--share-files N]
+                                 [--share-delay-ms MS] [--only SECTIONS] [--smoke]
 """
 
 from __future__ import annotations
@@ -32,6 +34,9 @@ import time
 from pathlib import Path
 
 from common import fail, percentile, require
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "tests" / "support"))
+from harness import NinePShare
 
 MARKER = ".filesim-share"
 AGENT = [sys.executable, "-m", "filesim.sync"]
@@ -121,9 +126,9 @@ def start_watcher(windows: Path, state: Path) -> subprocess.Popen:
     return proc
 
 
-def _status(state: Path) -> dict:
+def _status(state: Path, name: str = "status.json") -> dict:
     try:
-        return json.loads((state / "status.json").read_text())
+        return json.loads((state / name).read_text())
     except (OSError, ValueError):
         return {}
 
@@ -327,7 +332,7 @@ def bench_initial(args) -> list[str]:
     files = args.initial_files
     make_tree(source, files, per_folder=100)
     times: dict[str, list[float]] = {"cp": [], "once": [], "daemon": []}
-    peaks = []
+    peaks, once_peaks = [], []
     try:
         for _ in range(args.seed_runs):
             for mode in times:
@@ -345,6 +350,7 @@ def bench_initial(args) -> list[str]:
                            "bidirectional", "--log-format", "json"]
                 if mode == "once":
                     subprocess.run([*command, "--once"], check=True, stdout=subprocess.DEVNULL)
+                    once_peaks.append((_status(state, "seed.json") or {}).get("peak_rss_mib", 0))
                 else:
                     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL)
                     while not (_status(state).get("files_tracked", 0) >= files
@@ -359,7 +365,8 @@ def bench_initial(args) -> list[str]:
         shutil.rmtree(base, ignore_errors=True)
     cp, once, daemon = (statistics.median(times[m]) for m in ("cp", "once", "daemon"))
     return [f"| {files:,} files in {files // 100:,} folders | {cp:.1f} s | {once:.1f} s "
-            f"({once / cp:.2f}x cp) | {daemon:.1f} s ({daemon / once:.2f}x once) | {max(peaks):.0f} MiB |"]
+            f"({once / cp:.2f}x cp) | {daemon:.1f} s ({daemon / once:.2f}x once) | "
+            f"{max(once_peaks):.0f} MiB | {max(peaks):.0f} MiB |"]
 
 
 def bench_seed(args) -> list[str]:
@@ -396,7 +403,63 @@ def bench_seed(args) -> list[str]:
             f"{agent / cp:.2f}x |"]
 
 
-SECTIONS = ("idle", "latency", "initial", "seed")
+def bench_share(args) -> list[str]:
+    """Seeding over the 9p-like share: `--once` against `tar | tar`, and what reached the share.
+
+    The share is the tests' FUSE passthrough with 9p's quirks and a delay per operation (a
+    round trip through a VM's network); its counters say how many operations each file cost.
+    9p answers FUSE's flush and release in one message (Tclunk): round trips = operations
+    less the flushes. Alternating, median of ``args.seed_runs``.
+    """
+    base = Path(tempfile.mkdtemp(prefix="filesim-share-"))
+    share = NinePShare(base, delay_ms=args.share_delay_ms)
+    files = args.share_files
+    try:
+        make_tree(share.backing, files, per_folder=500)
+        old = time.time() - 3600  # a folder the tester filled earlier
+        for path in share.backing.rglob("*.dat"):
+            os.utime(path, (old, old))
+        times: dict[str, list[float]] = {"tar": [], "once": []}
+        ops: dict[str, dict[str, int]] = {}
+        for _ in range(args.seed_runs):
+            for mode in times:
+                dest, state = base / f"dest-{mode}", base / f"state-{mode}"
+                shutil.rmtree(dest, ignore_errors=True)
+                shutil.rmtree(state, ignore_errors=True)
+                dest.mkdir()
+                os.sync()
+                before = share.stats()["ops"]
+                started = time.perf_counter()
+                if mode == "tar":
+                    subprocess.run(f"tar -C {share.mount} -cf - . | tar -C {dest} -xf -", shell=True,
+                                   check=True)
+                else:
+                    subprocess.run([*AGENT, "--nfs", dest, "--windows", share.mount, "--state", state,
+                                    "--mode", "to-nfs", "--once", "--log-format", "json"],
+                                   check=True, stdout=subprocess.DEVNULL)
+                times[mode].append(time.perf_counter() - started)
+                time.sleep(0.3)  # the share writes its counters a few times a second
+                after = share.stats()["ops"]
+                ops[mode] = {k: after.get(k, 0) - before.get(k, 0) for k in after}
+        copied = len(list((base / "dest-once").rglob("*.dat")))
+        if copied != files:
+            fail(f"--once copied {copied} of {files} files over the share")
+    finally:
+        share.stop()
+        shutil.rmtree(base, ignore_errors=True)
+    tar, once = statistics.median(times["tar"]), statistics.median(times["once"])
+
+    def per_file(mode: str) -> str:
+        total = sum(ops[mode].values())
+        trips = total - ops[mode].get("flush", 0)
+        top = ", ".join(f"{k} {v / files:.1f}" for k, v in sorted(ops[mode].items(),
+                                                                    key=lambda kv: -kv[1]) if v)
+        return f"{total / files:.1f} ({trips / files:.1f} round trips; {top})"
+    return [f"| {files:,} files of 1 KiB, {args.share_delay_ms:g} ms per operation | {tar:.1f} s | "
+            f"{once:.1f} s | {once / tar:.2f}x | {per_file('tar')} | {per_file('once')} |"]
+
+
+SECTIONS = ("idle", "latency", "initial", "seed", "share")
 
 
 def main() -> None:
@@ -408,6 +471,8 @@ def main() -> None:
     parser.add_argument("--initial-files", type=int, default=100_000)
     parser.add_argument("--idle-seconds", type=float, default=60)
     parser.add_argument("--seed-mb", type=int, default=1024)
+    parser.add_argument("--share-files", type=int, default=5000)
+    parser.add_argument("--share-delay-ms", type=float, default=0.3)
     parser.add_argument("--only", default=",".join(SECTIONS),
                         help=f"comma-separated sections to run (default all: {','.join(SECTIONS)})")
     parser.add_argument("--smoke", action="store_true", help="tiny trees, one run: a check, no figures")
@@ -419,10 +484,13 @@ def main() -> None:
     if args.smoke:
         args.changes, args.latency_files, args.sizes, args.initial_files = 3, [100], [100], 200
         args.idle_seconds, args.seed_mb, args.loops, args.seed_runs = 1, 4, [1], 1
-    require("rsync", "cp", "inotifywait")
+        args.share_files = 200
+    require("rsync", "cp", "tar", "inotifywait", "fusermount3")
     config = (f"--changes {args.changes} --latency-files {','.join(map(str, args.latency_files))} "
               f"--sizes {','.join(map(str, args.sizes))} --initial-files {args.initial_files} "
-              f"--idle-seconds {args.idle_seconds:g} --seed-mb {args.seed_mb} --only {args.only}")
+              f"--idle-seconds {args.idle_seconds:g} --seed-mb {args.seed_mb} "
+              f"--share-files {args.share_files} --share-delay-ms {args.share_delay_ms:g} "
+              f"--only {args.only}")
     print(f"`python benchmarks/sync.py {config}`{' (smoke: not figures)' if args.smoke else ''}\n")
     spaces = Workspaces()
     try:
@@ -442,12 +510,19 @@ def main() -> None:
     if "initial" in only:
         print(f"\nInitial sync of a fresh tree (1 KiB files; median of {args.seed_runs}, each after "
               "`sync`; the daemon: until every file is agreed)\n")
-        print("| tree | cp -a | --once | daemon | daemon peak RSS |\n|---|---|---|---|---|")
+        print("| tree | cp -a | --once | daemon | --once peak RSS | daemon peak RSS |\n"
+              "|---|---|---|---|---|---|")
         print("\n".join(bench_initial(args)), flush=True)
     if "seed" in only:
         print(f"\nSeed (median of {args.seed_runs}, each after `sync`; `--once`, settle 0)\n")
         print("| tree | cp -a | filesim-sync --once | ratio |\n|---|---|---|---|")
-        print("\n".join(bench_seed(args)))
+        print("\n".join(bench_seed(args)), flush=True)
+    if "share" in only:
+        print(f"\nSeed over a 9p-like share (median of {args.seed_runs}, alternating; operations "
+              "that reached the share per file)\n")
+        print("| tree | tar \\| tar | filesim-sync --once | ratio | tar \\| tar ops | --once ops |\n"
+              "|---|---|---|---|---|---|")
+        print("\n".join(bench_share(args)))
 
 
 if __name__ == "__main__":

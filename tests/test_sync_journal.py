@@ -277,3 +277,19 @@ def test_a_rename_whose_hints_come_in_two_pieces_is_one_rename(share, nfs_dir, m
     finally:
         beating = False
         beater.join()
+
+
+def test_events_the_watcher_lost_become_a_rescan_hint_at_once(tmp_path):
+    """Issue #24: watchdog 7 reports an overflow as EventsLostEvent; the agent must not wait."""
+    from watchdog.events import EventsLostEvent
+
+    from filesim.watch import Watcher
+
+    folder = tmp_path / "nas"
+    folder.mkdir()
+    (folder / ".filesim-share").write_text("id: x\n")
+    watcher = Watcher([folder])
+    watcher.handler(folder.resolve()).dispatch(EventsLostEvent(str(folder.resolve()), is_directory=True))
+    watcher._flush()
+    [record] = [json.loads(line) for line in (folder / JOURNAL).read_text().splitlines()]
+    assert record["rescan"] is True and "events lost" in record["reason"]

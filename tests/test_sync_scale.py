@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from filesim.sync.status import SEED_FILE, read_status
+
 
 @pytest.fixture
 def small_export(tmp_path):
@@ -60,7 +62,7 @@ def test_the_seed_shows_its_progress_in_status_as_it_goes(share, nfs_dir, make_a
     seen = []
     with subprocess.Popen(agent.command(once=True), stdout=subprocess.DEVNULL) as seed:
         while seed.poll() is None:
-            progress = (agent.status() or {}).get("seed")
+            progress = read_status(agent.state, SEED_FILE)
             if progress and progress not in seen:
                 seen.append(progress)
             time.sleep(0.05)
@@ -69,6 +71,7 @@ def test_the_seed_shows_its_progress_in_status_as_it_goes(share, nfs_dir, make_a
     assert copying and all(s["files_total"] == 3000 for s in copying)
     done = [s["files_done"] for s in copying]
     assert done == sorted(done) and len(set(done)) >= 2, done  # it moved while it ran
-    assert agent.status()["seed"]["phase"] == "done"
-    assert agent.status()["seed"]["files_done"] == 3000
+    final = read_status(agent.state, SEED_FILE)
+    assert final["phase"] == "done" and final["files_done"] == 3000 and final["errors"] == 0
+    assert 0 < final["peak_rss_mib"] < 128
     assert len(list(Path(nfs_dir).rglob("*.dat"))) == 3000

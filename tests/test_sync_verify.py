@@ -19,7 +19,7 @@ import time
 import pytest
 from harness import temp_files, tree_files, wait_until
 
-from filesim.sync.tree import NotAFile, Tree
+from filesim.sync.tree import DestinationChanged, NotAFile, Tree
 from filesim.sync.versions import Versions, nfs_versions
 
 
@@ -427,3 +427,25 @@ def test_a_folder_copied_with_its_dates_is_a_copy_not_a_rename(share, nfs_dir, m
     wait_until(lambda: len(tree_files(nfs_dir)) == 600)
     assert tree_files(nfs_dir) == tree_files(share.backing)
     assert not [e for e in agent.log_events() if e["event"] in ("rename", "delete", "delete (batch)")]
+
+
+def test_a_folder_renamed_while_a_file_is_copied_into_it_never_passes_for_the_path(tmp_path):
+    """Issue #21: folders held across a copy; the copy is done only where the path leads."""
+    source, dest = tmp_path / "source", tmp_path / "dest"
+    (source / "box").mkdir(parents=True)
+    (dest / "box").mkdir(parents=True)
+    (source / "box" / "big.bin").write_bytes(os.urandom(3 << 20))
+    listed = Tree(source, "nfs").stat("box/big.bin")
+    moved = []
+
+    def rename_midway(size: int) -> None:  # the tester renames the folder while it is written
+        if not moved:
+            (dest / "box").rename(dest / "moved")
+            (dest / "box").mkdir()  # and makes another of that name
+            moved.append(size)
+
+    with pytest.raises(DestinationChanged):
+        Tree(dest, "windows", windows=True).copy_from(Tree(source, "nfs"), "box/big.bin", listed,
+                                                      progress=rename_midway)
+    assert moved and not (dest / "box" / "big.bin").exists()
+    assert not temp_files(dest)

@@ -42,10 +42,12 @@ class NinePShare:
     With ``ntfs``, NTFS's rules too; ``lock(path)`` then makes a file behave as open in Excel.
     ``drop_rate`` leaves that fraction of entries out of every listing, as minikube's 9p
     server has been seen to (lookups by name still find them). ``stats()`` tells how many
-    operations reached the share and how many bytes were read per file.
+    operations reached the share and how many bytes were read per file; ``delay_ms`` makes
+    each take that much longer (a round trip through a VM).
     """
 
-    def __init__(self, base: Path, *, ntfs: bool = False, drop_rate: float = 0.0):
+    def __init__(self, base: Path, *, ntfs: bool = False, drop_rate: float = 0.0,
+                 delay_ms: float = 0.0):
         self.backing_root = base / "windows-backing"
         self.mount_root = base / "windows-mount"
         self.backing = self.backing_root / "nas"
@@ -61,6 +63,8 @@ class NinePShare:
         extra += ["--stats", str(self.stats_file)]
         if drop_rate:
             extra += ["--drop-rate", str(drop_rate)]
+        if delay_ms:
+            extra += ["--delay-ms", str(delay_ms)]
         self.process = subprocess.Popen(
             [sys.executable, str(SUPPORT / "ninepfs.py"), str(self.backing_root), str(self.mount_root),
              *extra], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

@@ -21,7 +21,8 @@ With ``--ntfs`` it also behaves like NTFS behind minikube's 9p server on Windows
 With ``--drop-rate P`` every listing leaves out each entry with probability P, as minikube's
 9p server has been reported to for big folders; lookups by name still find them.
 With ``--stats FILE`` it writes, a few times a second while they change, how many operations
-of each kind reached it and how many bytes were read per file (JSON).
+of each kind reached it and how many bytes were read per file (JSON). ``--delay-ms MS`` makes
+every operation take that much longer, as a round trip through a VM's network does (9p).
 
 Run: python ninepfs.py BACKING MOUNTPOINT [--ntfs] [--locks FILE] [--root-length N] [--drop-rate P]
 (foreground; unmount with fusermount3 -u)
@@ -60,7 +61,7 @@ class NinePLike(fuse.Operations):
 
     def __init__(self, root: str, *, ntfs: bool = False, locks: str | None = None,
                  root_length: int = DATA_ROOT_LENGTH, drop_rate: float = 0.0,
-                 stats: str | None = None):
+                 stats: str | None = None, delay_ms: float = 0.0):
         self.root = root
         self.ntfs = ntfs
         self.locks = locks
@@ -70,14 +71,18 @@ class NinePLike(fuse.Operations):
         self.stats = stats
         self.ops: collections.Counter[str] = collections.Counter()
         self.read_bytes: collections.Counter[str] = collections.Counter()
-        if stats:
+        self.delay = delay_ms / 1000
+        if stats or delay_ms:
             for name in OPERATIONS:
                 setattr(self, name, self._counted(name, getattr(self, name)))
+        if stats:
             threading.Thread(target=self._write_stats, daemon=True).start()
 
     def _counted(self, name, operation):
         def counted(*args, **kwargs):
             self.ops[name] += 1
+            if self.delay:
+                time.sleep(self.delay)
             return operation(*args, **kwargs)
         return counted
 
@@ -302,9 +307,11 @@ def main() -> None:
     parser.add_argument("--root-length", type=int, default=DATA_ROOT_LENGTH)
     parser.add_argument("--drop-rate", type=float, default=0.0)
     parser.add_argument("--stats")
+    parser.add_argument("--delay-ms", type=float, default=0.0)
     args = parser.parse_args()
     operations = NinePLike(os.path.abspath(args.backing), ntfs=args.ntfs, locks=args.locks,
-                           root_length=args.root_length, drop_rate=args.drop_rate, stats=args.stats)
+                           root_length=args.root_length, drop_rate=args.drop_rate, stats=args.stats,
+                           delay_ms=args.delay_ms)
     fuse.FUSE(operations, args.mountpoint, foreground=True, nothreads=False,
               allow_other=True, use_ino=True, direct_io=True, attr_timeout=0, entry_timeout=0,
               negative_timeout=0)

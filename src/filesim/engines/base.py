@@ -98,6 +98,8 @@ class NasStatus:
     #: Serving and syncing, but something needs attention (the first problem, and how many).
     degraded: str | None = None
     agent: dict[str, Any] = field(default_factory=dict)
+    #: While its seed runs: its progress (seed.json), which keeps wait_ready waiting.
+    seed: dict[str, Any] | None = None
 
 
 def seed_line(nas: str, seed: dict[str, Any], *, short: bool = False) -> str:
@@ -177,13 +179,28 @@ class Engine(abc.ABC):
         """Wait until every NAS serves NFS and its agent is healthy; EngineError on timeout.
 
         Progress is reported whenever it changes; a problem waiting cannot fix (``stuck``)
-        ends the wait at once.
+        ends the wait at once. While a NAS's seed makes progress the wait goes on past
+        ``timeout``; a seed that made none for its ``seed.stallSeconds`` ends it.
         """
         deadline = time.monotonic() + timeout
         last = ""
+        seeds: dict[str, tuple[Any, float]] = {}  # NAS → (its seed's progress, since when)
         while True:
             states = self.status()
             waiting = [s for s in states if not s.ready]
+            for state in waiting:
+                if state.seed is not None:
+                    moved = (state.seed.get("files_done"), state.seed.get("bytes_done"))
+                    if seeds.get(state.name, (None, 0.0))[0] != moved:
+                        seeds[state.name] = (moved, time.monotonic())
+                    stall = self.server(state.name).seed_stall
+                    since = seeds[state.name][1]
+                    if time.monotonic() - since > stall:
+                        raise EngineError(f"{state.name}: its seed made no progress for {stall:.0f}s "
+                                          f"({seed_line(state.name, state.seed, short=True)}"
+                                          f"{stalled_why(state.seed)}); see `invoke logs "
+                                          f"{state.name} --container init`")
+                    deadline = max(deadline, since + stall)  # waiting while it progresses
             line = f"{len(states) - len(waiting)}/{len(states)} ready" + "".join(
                 f"; {s.name}: {s.problem}" for s in waiting[:3])
             if line != last:
@@ -204,6 +221,10 @@ class Engine(abc.ABC):
     @abc.abstractmethod
     def status(self) -> list[NasStatus]:
         """The state of every enabled NAS."""
+
+    def host_lines(self) -> list[str]:
+        """Lines about what the engine keeps running on this machine (minikube: its mount)."""
+        return []
 
     @abc.abstractmethod
     def logs(self, nas: str, container: str, follow: bool) -> None:

@@ -37,7 +37,7 @@ from filesim.model import Values
 from filesim.paths import inside
 from filesim.quantity import to_bytes
 from filesim.run import COMMAND_TIMEOUT, READ_TIMEOUT, CommandError, Runner
-from filesim.sync.status import CONTAINERS, MARKER, degraded, health, read_status
+from filesim.sync.status import CONTAINERS, MARKER, SEED_FILE, degraded, health, read_status
 from filesim.sync.versions import Versions, nfs_versions
 
 CONTAINERS_CONF = Path(__file__).with_name("containers.conf")
@@ -159,9 +159,12 @@ class PodmanEngine(Engine):
             play = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=output,
                                     stderr=subprocess.STDOUT, env={**os.environ, **self.run.env})
             state, moved, last = Path(self._node_dir(nas.name), "state"), time.monotonic(), None
+            started = time.time() - 5  # the seed's clock and ours may differ a little
             while play.poll() is None:
                 time.sleep(0.5)
-                seed = (read_status(state) or {}).get("seed") or {}
+                seed = read_status(state, SEED_FILE) or {}
+                if seed.get("started_at", 0) < started:
+                    seed = {}  # an earlier pod's seed
                 seen = (seed.get("phase"), seed.get("files_done"), seed.get("bytes_done"))
                 if seen != last:
                     moved, last = time.monotonic(), seen
@@ -172,8 +175,8 @@ class PodmanEngine(Engine):
                     play.wait()
                     raise EngineError(f"{nas.name}: its seed made no progress for "
                                       f"{nas.seed_stall:.0f}s ({seed_line(nas.name, seed, short=True)}"
-                                      f"{stalled_why(read_status(state))}); see `invoke logs "
-                                      f"{nas.name} --container init`")
+                                      f"{stalled_why(seed)}); see `invoke logs {nas.name} "
+                                      "--container init`")
             output.seek(0)
             if play.returncode != 0:
                 raise CommandError(argv, play.returncode, output.read().decode(errors="replace"))

@@ -9,6 +9,7 @@ import os
 import signal
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 from filesim.sync import status as protocol
@@ -121,8 +122,9 @@ class Agent:
         self._sweep_resume = 0.0
         self._last_summary = time.monotonic()
         self._summarised = (0, 0, 0, 0)
-        #: While seeding (--once): what status.json says of its progress.
+        #: While seeding (--once): what seed.json says of its progress.
         self.seed: dict[str, Any] | None = None
+        self._seed_written = 0.0
         #: Chunks the polls of the current full pass handed over (see Tree.poll's sink).
         self._chunks = 0
 
@@ -175,26 +177,36 @@ class Agent:
         True unless something is left that waits for no problem: a path that cannot be
         synced now (a full export, a locked file) is a problem in status, retried by the
         sidecar with back-off, never a reason for the seed to fail (a restart would only
-        meet it again). Its progress is in status.json as it goes (``seed``).
+        meet it again). Its progress is in the state folder's ``seed.json`` as it goes (the
+        sidecar's status.json does not overwrite it): phase, files and bytes done of the
+        files there are, its problems, at the end its peak RSS.
         """
         self.reconciler.start_seeding()
         self.seed = {"phase": "counting", "files_total": None, "started_at": time.time()}
-        self.write_status()
+        self._write_seed()
         with contextlib.suppress(SideUnavailable):  # listings only: the total to show
             self.seed["files_total"] = self.windows.count()
         self.seed["phase"] = "copying"
-        self.write_status()
         self.reconciler.on_progress = self._seed_progress
         self._settle_all(timeout)
         self.seed["phase"] = "done"
-        self.write_status()
+        self._write_seed()
         waiting = {p.path for p in self.problems if not p.notice}
         return not (self.reconciler.pending_paths() - waiting)
 
     def _seed_progress(self) -> None:
-        """Rewrite status.json at most every second while the seed copies."""
-        if time.monotonic() - self.status_written >= 1.0:
-            self.write_status()
+        """Rewrite seed.json at most every second while the seed copies."""
+        if time.monotonic() - self._seed_written >= 1.0:
+            self._write_seed()
+
+    def _write_seed(self) -> None:
+        assert self.seed is not None
+        self._seed_written = time.monotonic()
+        report = self.reconciler.report
+        protocol.write_json_atomically(self.settings.state / protocol.SEED_FILE, {
+            **self.seed, "files_done": report.copied, "bytes_done": report.copied_bytes,
+            "updated_at": time.time(), "errors": self.problems.blocking(),
+            "problems": self.problems.as_list(5), "peak_rss_mib": peak_rss_mib()})
 
     def flush_once(self, timeout: float = 60.0) -> bool:
         """Copy everything pending now (settle ignored); True if nothing is left on one side only."""
@@ -737,10 +749,19 @@ class Agent:
             "log_level": self.settings.log_level,
             "stopped": stopped,
         }
-        if self.seed is not None:
-            status["seed"] = {**self.seed, "files_done": report.copied,
-                              "bytes_done": report.copied_bytes}
+        status["peak_rss_mib"] = peak_rss_mib()
         protocol.write_json_atomically(self.settings.state / protocol.STATUS_FILE, status)
+
+
+def peak_rss_mib() -> float | None:
+    """The peak resident memory (VmHWM) of the agent process, in MiB (its container has a limit)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return None
 
 
 def _sweep_cost(size: int) -> int:

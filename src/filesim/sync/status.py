@@ -12,6 +12,10 @@ folder (``--state``):
     (since start) and ``recent_conflicts``; ``files_tracked``; ``share_mounted``; ``share_id``;
     ``export`` (``used``/``size`` bytes); ``windows_changes`` (``journal`` or ``polling``).
 
+``seed.json`` (the seed, ``--once``: rewritten every second while it copies)
+    ``phase`` (counting, copying, done), ``files_total``, ``files_done``, ``bytes_done``,
+    ``started_at``, ``updated_at``, ``errors`` and the first ``problems``, ``peak_rss_mib``.
+
 ``requests/<id>.json`` → ``requests/<id>.result.json``
     ``flush``: copy everything pending now, settle ignored (before an export goes away);
     ``barrier``: wait for a full pass that started after the request and leaves nothing pending
@@ -31,6 +35,8 @@ from pathlib import Path
 from typing import Any
 
 STATUS_FILE = "status.json"
+#: The seed's progress and outcome (the seed writes it; the sidecar leaves it alone).
+SEED_FILE = "seed.json"
 #: An idle agent rewrites its status at least this often (seconds); older means it is stuck.
 STATUS_EVERY = 5.0
 REQUESTS = "requests"
@@ -44,18 +50,30 @@ CONTAINERS = {"sync": "sync", "nfs": "nfs", "init": "seed"}
 
 
 def write_json_atomically(path: Path, data: dict[str, Any]) -> None:
-    """Write JSON to a temp file beside ``path`` and rename it into place."""
+    """Write JSON to a temp file beside ``path`` and rename it into place.
+
+    On Windows a rename over a file someone has open fails for a moment (the tasks reading
+    the watcher's state): it is tried again for a second.
+    """
     temp = path.with_name(f".{path.name}.tmp")
     temp.write_text(json.dumps(data, indent=1, sort_keys=True))
-    os.replace(temp, path)
+    for attempt in range(20):
+        try:
+            os.replace(temp, path)
+            return
+        except PermissionError:
+            if os.name != "nt" or attempt == 19:
+                raise
+            time.sleep(0.05)
 
 
-def read_status(state_dir: Path) -> dict[str, Any] | None:
-    """The agent's status.json, or None if there is none (yet)."""
+def read_status(state_dir: Path, name: str = STATUS_FILE) -> dict[str, Any] | None:
+    """The agent's status.json (or another of its files: SEED_FILE), or None if there is none."""
     try:
-        return json.loads((state_dir / STATUS_FILE).read_text())
+        found = json.loads((state_dir / name).read_text())
     except (OSError, ValueError):
         return None
+    return found if isinstance(found, dict) else None
 
 
 def health(status: dict[str, Any] | None) -> tuple[bool, str]:

@@ -365,6 +365,14 @@ class Tree:
         finally:
             os.close(fd)
 
+    def _stat_afresh(self, rel: str) -> Sig | None:
+        """``stat`` through a walk from the root, whatever this batch keeps open."""
+        caching, self._caching = self._caching, False
+        try:
+            return self.stat(rel)
+        finally:
+            self._caching = caching
+
     def scan(self, rel: str = "") -> dict[str, Sig]:
         """Signatures of every entry below ``rel`` (not ``rel`` itself), recursively."""
         found: dict[str, Sig] = {}
@@ -678,6 +686,10 @@ class Tree:
             if self.windows and expected.readonly and not new.readonly:
                 os.chmod(name, 0o444, dir_fd=out_dir)
                 new = self.sig(os.stat(name, dir_fd=out_dir, follow_symlinks=False))
+            # The folder held since the walk may have been renamed or swapped meanwhile: the
+            # copy is only done if the path, walked afresh, leads to what was written.
+            if self._stat_afresh(dest) != new:
+                raise DestinationChanged(dest)
             return Copied(new, sha, copied_sig)
         finally:
             os.close(src_fd)
