@@ -89,7 +89,8 @@ def deploy(c, engine=None, values=None, set=None, data_root=None, context=None, 
         eng.apply(toolkit.progress)
         eng.wait_ready(seconds, toolkit.progress)
         toolkit.start_watcher(eng)
-    show(*toolkit.status_report(eng.status(), as_json=False, watcher=toolkit.watcher_info(eng)))
+    show(*toolkit.status_report(eng.status(), as_json=False, watcher=toolkit.watcher_info(eng),
+                                host=eng.host_lines()))
 
 
 @task(**{**ENGINE_ARGS, "help": {**ENGINE_HELP, "json": "print JSON"}})
@@ -98,7 +99,8 @@ def status(c, engine=None, values=None, set=None, data_root=None, context=None, 
     """Show every NAS: ready, endpoint, mode, last pass, pending, conflicts, errors."""
     eng = toolkit.engine(engine, values, set, data_root, context)
     states = eng.status()
-    show(*toolkit.status_report(states, as_json=json, watcher=toolkit.watcher_info(eng)))
+    show(*toolkit.status_report(states, as_json=json, watcher=toolkit.watcher_info(eng),
+                                host=eng.host_lines()))
     if not all(s.ready for s in states):
         raise Exit(code=1)
 

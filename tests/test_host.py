@@ -45,7 +45,7 @@ def test_a_stale_watcher_state_naming_another_process_leaves_it_alive(tmp_path, 
                                 timeout=60)
 
         assert result.returncode == 0, result.stderr
-        assert f"removed a stale host watcher state (pid {sleeper.pid} is no filesim watcher)" \
+        assert f"removed a stale host watcher state (pid {sleeper.pid} is not filesim's host watcher)" \
             in result.stderr
         time.sleep(0.5)
         assert sleeper.poll() is None, "an unrelated process was signalled"

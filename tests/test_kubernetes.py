@@ -139,3 +139,25 @@ def test_docker_desktop_serves_the_windows_folder_from_its_host_mount():
     assert loaded.windows_root == "C:\\simulator-data"
     paths = {v["hostPath"]["path"] for v in node_paths_of(loaded)["volumes"]}
     assert "/run/desktop/mnt/host/c/simulator-data" in paths
+
+
+K3D_EXAMPLE = Path(__file__).parents[1] / "values" / "examples" / "k3d.yaml"
+RANCHER_EXAMPLE = Path(__file__).parents[1] / "values" / "examples" / "rancher-desktop.yaml"
+
+
+def test_cluster_ips_outside_the_clusters_service_range_are_named_before_anything_is_applied():
+    """Issue #24: k3s, k3d and Rancher Desktop serve 10.43.0.0/16, not minikube's 10.96.0.0/12."""
+    from filesim.engines.kubernetes import outside_range, service_range
+
+    k3s = service_range("10.43.0.1", [])
+    assert str(k3s) == "10.43.0.0/16"
+    assert str(service_range("10.96.0.1", [])) == "10.96.0.0/12"
+    assert str(service_range("10.200.0.1", ["10.200.0.0/20"])) == "10.200.0.0/20"  # ServiceCIDR
+    problems = outside_range(values.load([]), k3s)
+    assert len(problems) == 7 and problems[0] == (
+        "nasServers[nas-input-1].service.clusterIP 10.96.100.11 is outside this cluster's service "
+        "range 10.43.0.0/16: give every NAS an address inside it (values/examples/k3d.yaml and "
+        "rancher-desktop.yaml do, for 10.43.0.0/16)")
+    for example in (K3D_EXAMPLE, RANCHER_EXAMPLE):
+        assert outside_range(values.load([values.DEFAULT_VALUES, example]), k3s) == []
+    assert outside_range(values.load([]), service_range("10.96.0.1", [])) == []

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -68,19 +69,22 @@ def local_values(tmp_path, **minikube_settings):
 
 
 def test_setup_dry_run_prints_the_windows_command_sequence():
+    # The order that works on a fresh laptop: the folders exist before anything mounts them,
+    # and the mount is filesim's own process, not a child of `minikube start` (#24).
     result = invoke("setup", "--engine", "minikube", "--dry-run")
     assert result.returncode == 0, result.stderr
     commands = [line for line in result.stdout.splitlines() if not line.startswith("# preflight")]
-    assert commands[0] == ("minikube start -p filesim --driver=hyperv --memory=6144 --cpus=4 "
-                           "--kubernetes-version=v1.33.0 --mount "
-                           "'--mount-string=C:\\simulator-data:/mnt/simulator-data'")
-    assert commands[1:8] == [f"# create C:\\simulator-data\\{nas} with .filesim-share and README.txt, "
+    assert commands[0:7] == [f"# create C:\\simulator-data\\{nas} with .filesim-share and README.txt, "
                              "if missing" for nas in ("nas-input-1", "nas-input-2", "nas-input-3",
                                                       "nas-backup", "nas-output-1", "nas-output-2",
                                                       "nas-output-3")]
-    assert commands[8] == ("minikube -p filesim image build -t localhost/filesim-nas:0.1.0 "
+    assert commands[7] == ("minikube start -p filesim --driver=hyperv --memory=6144 --cpus=4 "
+                           "--kubernetes-version=v1.33.0")
+    assert commands[8] == ("# in the background, kept running by filesim: minikube -p filesim mount "
+                           "--port=45445 'C:\\simulator-data:/mnt/simulator-data'")
+    assert commands[9] == ("minikube -p filesim image build -t localhost/filesim-nas:0.1.0 "
                            "-f images/nas/Containerfile .")
-    assert len(commands) == 9
+    assert len(commands) == 10
 
 
 def test_preflight_names_each_problem_and_its_fix(tmp_path, fake_bin):
@@ -104,6 +108,29 @@ def test_preflight_names_each_problem_and_its_fix(tmp_path, fake_bin):
     ]
 
 
+@pytest.mark.parametrize(("facts", "expected"), [
+    # Windows facts are faked: no Windows machine runs here (minikube's hyperv.go refuses a
+    # shell that is neither elevated nor in Hyper-V Administrators; Home has no Hyper-V).
+    (minikube.WindowsFacts("Professional", elevated=True, hyperv_admin=False), []),
+    (minikube.WindowsFacts("Enterprise", elevated=False, hyperv_admin=True), []),
+    (minikube.WindowsFacts("Professional", elevated=False, hyperv_admin=False),
+     ["minikube's Hyper-V driver needs an elevated shell or membership of Hyper-V Administrators: "
+      "run PowerShell as Administrator, or once as Administrator `Add-LocalGroupMember -SID "
+      "S-1-5-32-578 -Member $env:USERNAME` and sign in again"]),
+    (minikube.WindowsFacts("Core", elevated=True, hyperv_admin=True),
+     ["Windows edition Core (Home) has no Hyper-V: install Docker Desktop and set minikube.driver "
+      "to docker (docs/windows.md)"]),
+])
+def test_preflight_on_windows_checks_what_hyperv_needs(tmp_path, fake_bin, facts, expected):
+    fake_tool(fake_bin, "minikube", {"version": "v1.37.0"})
+    fake_tool(fake_bin, "kubectl", KUBECTL_1_34)
+    resolved = values.load([], [f"windowsRoot={tmp_path}"])  # driver hyperv, the default
+    assert preflight(resolved, on_windows=True, facts=lambda: facts) == expected
+    # other drivers need none of it
+    docker = values.load([], [f"windowsRoot={tmp_path}", "minikube.driver=docker"])
+    assert preflight(docker, on_windows=True, facts=lambda: facts) == []
+
+
 def test_preflight_missing_tools(tmp_path, fake_bin):
     problems = preflight(local_values(tmp_path), on_windows=False)
     assert [p.split(":")[0] for p in problems] == ["minikube is not installed", "kubectl is not installed"]
@@ -116,19 +143,93 @@ def test_preflight_passes_on_a_good_machine(tmp_path, fake_bin):
     assert preflight(local_values(tmp_path), on_windows=False) == []
 
 
-def test_setup_is_idempotent_and_says_so(tmp_path, fake_bin, capsys):
-    # stand-ins: a running profile with the image already built in it
-    fake_tool(fake_bin, "minikube", {"version": "v1.37.0",
-                                     "status": json.dumps({"APIServer": "Running"}),
-                                     "image ls": "localhost/filesim-nas:0.1.0"})
+#: A minikube stand-in whose `mount` behaves as the real one seen from the node: it fails when
+#: the source folder does not exist yet, and the node (`ssh -- CMD`, run here) sees the source
+#: at the target only while the mount process runs.
+FAKE_MINIKUBE = """#!/bin/sh
+PATH=/usr/bin:/bin
+case "$*" in
+  *version*) echo v1.37.0 ;;
+  *status*) echo '{"APIServer": "Running"}' ;;
+  *"image ls"*) echo localhost/filesim-nas:0.1.0 ;;
+  *" mount "*)
+    for spec; do :; done
+    src=${spec%:*}; dst=${spec##*:}
+    [ -d "$src" ] || { echo "Cannot find directory $src for mount"; exit 1; }
+    ln -sfn "$src" "$dst"
+    trap 'rm -f "$dst"; exit 0' TERM INT
+    while :; do sleep 0.2; done ;;
+  *" ssh "*) while [ "$1" != "--" ]; do shift; done; shift; exec "$@" ;;
+esac
+"""
+
+
+@pytest.fixture
+def mounting_minikube(tmp_path, fake_bin):
+    """Values on this machine with the minikube stand-in above; its mount is stopped after."""
+    (fake_bin / "minikube").write_text(FAKE_MINIKUBE)
+    (fake_bin / "minikube").chmod(0o755)
     fake_tool(fake_bin, "kubectl", KUBECTL_1_34)
-    resolved = local_values(tmp_path)
+    resolved = values.load([], [f"windowsRoot={tmp_path / 'share'}", "minikube.driver=docker",
+                                f"nodeRoot={tmp_path / 'node'}"])
+    engine = MinikubeEngine(resolved, Runner())
+    yield engine
+    engine.mount.stop()
+
+
+def _wait(predicate, seconds=15.0):
+    import time
+
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
+
+
+def test_setup_creates_the_folders_then_keeps_its_own_mount(mounting_minikube, tmp_path):
+    engine = mounting_minikube
     messages = []
-    MinikubeEngine(resolved, Runner()).setup(messages.append)  # first run creates the folders
-    assert (tmp_path / "share" / "nas-backup" / ".filesim-share").exists()
+    engine.setup(messages.append)
+    # the node sees the marker through the mount: the folders existed before it started
+    assert (tmp_path / "node" / "nas-backup" / ".filesim-share").is_file()
+    seen = engine.mount.seen()
+    assert seen.running and seen.state["command"][-1] == f"{tmp_path / 'share'}:{tmp_path / 'node'}"
+    assert any(m.startswith("started the minikube mount") for m in messages)
+    line = engine.host_lines()[0]
+    assert line.startswith(f"minikube mount: running (pid {seen.pid}, port 45445)")
+
     messages.clear()
-    MinikubeEngine(resolved, Runner()).setup(messages.append)
-    assert messages[-1] == "nothing to do: minikube is running, the folders and the image exist"
+    engine.setup(messages.append)  # nothing to do: the same supervisor and mount stay
+    assert messages[-1] == "nothing to do: minikube is running, the folders, the mount and the image exist"
+    assert engine.mount.seen().state["child"] == seen.state["child"]
+
+    # the mount process dies (a closed window, a crash): the supervisor starts it again
+    os.kill(seen.state["child"], 9)
+    _wait(lambda: (engine.mount.seen().state.get("restarts") or 0) >= 1
+          and engine.mount.seen().state.get("child") not in (None, seen.state["child"]))
+    _wait(lambda: (tmp_path / "node").exists())
+    assert "restarted 1 time(s), last ended: exit -9" in engine.host_lines()[0]
+
+    said = engine.mount.stop()
+    assert said == "stopped the minikube mount"
+    assert not (tmp_path / "node").exists()  # minikube mount unmounts when stopped
+    assert engine.host_lines()[0].startswith("minikube mount: not running; the agents see no "
+                                             "Windows folder until `invoke setup --engine minikube`")
+
+
+def test_a_mount_that_cannot_show_the_folders_is_one_line_with_its_fix(mounting_minikube, tmp_path,
+                                                                       monkeypatch):
+    engine = mounting_minikube
+    engine.setup(lambda _: None)
+    engine.mount.stop()
+    (tmp_path / "node").mkdir()  # the node path is taken: the stand-in's mount cannot appear there
+    monkeypatch.setattr(minikube, "MOUNT_TIMEOUT", 1.0)
+    with pytest.raises(minikube.EngineError) as failure:
+        engine.ensure_mount(lambda _: None)
+    assert str(failure.value) == (
+        f"the node does not see {tmp_path / 'share'} at {tmp_path / 'node'} after 1s: see "
+        f"{tmp_path / 'share' / '.filesim-mount.log'}; on Windows allow port 45445 for minikube in "
+        f"the firewall (docs/windows.md), then run `invoke setup --engine minikube` again")
 
 
 def test_paths_keep_the_windows_flavour():
@@ -225,8 +326,12 @@ def test_diagnose_pod_problems():
     assert line == ("nas-backup: container sync keeps crashing; its last lines: a | b | "
                     "filesim-sync: /mnt/windows/.filesim-share is missing")
     pending = pod(conditions=[{"type": "PodScheduled", "status": "False",
+                               "lastTransitionTime": "2026-12-01T10:00:00Z",
                                "message": "0/1 nodes: Insufficient memory"}])
-    assert "Insufficient memory" in diagnose("nas-backup", pending, no_logs, FIXES)
+    changed = 1796119200.0  # 2026-12-01T10:00:00Z
+    assert "Insufficient memory" in diagnose("nas-backup", pending, no_logs, FIXES, now=changed + 31)
+    # A node just started is "not ready" for a moment: that alone is no reason to stop waiting.
+    assert diagnose("nas-backup", pending, no_logs, FIXES, now=changed + 5) is None
     assert diagnose("nas-backup", pod(phase="Running", conditions=[{"type": "Ready", "status": "True"}]),
                     no_logs, FIXES) is None
 
@@ -269,6 +374,7 @@ def test_apply_is_server_side_with_field_manager_filesim_and_prunes_removed_nas(
                                  ("PersistentVolume", "other-team-volume")])
     engine._clients = {"dynamic": fake}
     engine._pods = lambda: {}  # the API's pod list (no cluster here): nothing running yet
+    engine.ensure_mount = lambda progress: False  # the mount has tests of its own (above)
     engine.apply(lambda message: None)
     kinds = {kind for kind, *_ in fake.applied}
     assert {"Namespace", "ConfigMap", "Deployment", "Service", "PersistentVolume",
@@ -278,9 +384,28 @@ def test_apply_is_server_side_with_field_manager_filesim_and_prunes_removed_nas(
     assert fake.deleted == [("Deployment", "nas-output-3"),
                             ("PersistentVolume", "filesim-nas-output-3")]
     prepared = calls.read_text().splitlines()
-    script = PROJECT_ROOT / "scripts" / "export-fs.sh"
-    assert prepared[0] == f"-p filesim cp {script} /tmp/filesim-export-fs.sh"
-    assert prepared[1:] == [f"-p filesim ssh -- sudo sh /tmp/filesim-export-fs.sh prepare "
-                            f"/var/lib/filesim/filesim/{nas} 524288000 256000"
+    # The script goes from its text (LF whatever the checkout), once; exports in minikube's
+    # persisted /var/lib/minikube.
+    assert re.fullmatch(r"-p filesim cp /tmp/\S+/export-fs.sh /tmp/filesim-export-fs.sh", prepared[0])
+    assert prepared[1:] == [f"-p filesim ssh -- sudo FILESIM_NODE_ROOT=/var/lib/minikube/filesim sh "
+                            f"/tmp/filesim-export-fs.sh prepare "
+                            f"/var/lib/minikube/filesim/filesim/{nas} 524288000 256000"
                             for nas in ("nas-input-1", "nas-input-2", "nas-input-3", "nas-backup",
                                         "nas-output-1", "nas-output-2")]
+
+
+def test_a_windows_style_clone_yields_byte_identical_scripts_and_image_inputs(tmp_path):
+    # Git for Windows checks out with core.autocrlf=true: .gitattributes must keep every file LF,
+    # or the minikube VM and the image build meet `\r` (#24). Real git, real clones of HEAD.
+    clones = {}
+    for autocrlf in ("true", "false"):
+        clones[autocrlf] = tmp_path / autocrlf
+        subprocess.run(["git", "clone", "-q", "-c", f"core.autocrlf={autocrlf}", str(PROJECT_ROOT),
+                        str(clones[autocrlf])], check=True, capture_output=True, timeout=120)
+    tracked = subprocess.run(["git", "ls-files"], cwd=clones["true"], capture_output=True, text=True,
+                             check=True).stdout.splitlines()
+    differ = [p for p in tracked if (clones["true"] / p).read_bytes() != (clones["false"] / p).read_bytes()]
+    assert differ == []
+    linux_side = [p for p in tracked if p.startswith(("scripts/", "images/", ".ci/"))]
+    assert "scripts/export-fs.sh" in linux_side and "images/nas/Containerfile" in linux_side
+    assert [p for p in linux_side if b"\r" in (clones["true"] / p).read_bytes()] == []

@@ -138,7 +138,7 @@ def install_agent(root: Path) -> None:
     for source in AGENT_SOURCES:
         target = package / source.relative_to(PROJECT_ROOT / "src" / "filesim")
         shutil.copyfile(source, target)
-    for name in SCRIPTS:
+    for name in SCRIPTS:  # LF line ends whatever the checkout (a CR breaks the shebang)
         script = root / "usr/local/bin" / name
-        shutil.copyfile(IMAGE_DIR / name, script)
+        script.write_bytes((IMAGE_DIR / name).read_bytes().replace(b"\r\n", b"\n"))
         script.chmod(0o755)

@@ -172,6 +172,7 @@ class Minikube:
     memory: int
     cpus: int
     kubernetes_version: str
+    mount_port: int
 
 
 @dataclass(frozen=True)
@@ -221,7 +222,7 @@ def build(raw: Mapping[str, Any], target_defaults: Mapping[str, Mapping[str, Any
         windows_root=raw["windowsRoot"],
         node_root=raw["nodeRoot"],
         minikube=Minikube(mk["profile"], mk["driver"], mk["memory"], mk["cpus"],
-                          mk["kubernetesVersion"]),
+                          mk["kubernetesVersion"], mk["mountPort"]),
         nas_servers=tuple(_nas(entry, image, target_defaults) for entry in raw["nasServers"]),
     )
 

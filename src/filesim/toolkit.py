@@ -113,11 +113,13 @@ def locked(engine: Any, task: str) -> Any:
     return hold(engine.lock_path, f"{task} of {engine.values.namespace}", progress)
 
 
-def status_report(states: list[NasStatus], as_json: bool, watcher: Any = None) -> list[Any]:
-    """``invoke status`` output: a table (and the watcher's line), or JSON with everything."""
+def status_report(states: list[NasStatus], as_json: bool, watcher: Any = None,
+                  host: list[str] | None = None) -> list[Any]:
+    """``invoke status`` output: a table and the lines about host processes, or JSON."""
     if as_json:
         return [json.dumps({"servers": [vars(s) for s in states],
-                            "watcher": vars(watcher) if watcher else None}, indent=2, default=str)]
+                            "watcher": vars(watcher) if watcher else None,
+                            "host": host or []}, indent=2, default=str)]
     rows = [("NAS", "READY", "MODE", "ENDPOINT", "USED", "LAST PASS", "CHANGES", "PENDING",
              "PROBLEMS", "CONFLICTS", "DETAIL")]
     for s in states:
@@ -133,7 +135,7 @@ def status_report(states: list[NasStatus], as_json: bool, watcher: Any = None) -
         rows.append((s.name, ready, s.mode, s.endpoint, used, age, agent.get("windows_changes", "-"),
                      agent.get("pending", "-"), problems, agent.get("conflicts", "-"),
                      s.problem or s.degraded or ""))
-    return [table(rows), *([watcher_line(watcher)] if watcher is not None else [])]
+    return [table(rows), *([watcher_line(watcher)] if watcher is not None else []), *(host or [])]
 
 
 # -- the host watcher (filesim/watch.py) ----------------------------------------------------

@@ -5,23 +5,17 @@ watchdog) and writes what changed in each NAS folder into that folder's journal
 (sync/journal.py), coalesced over ``COALESCE`` seconds, with a heartbeat. The agents read
 the journals through the share, so changes reach NFS without waiting for a poll.
 
-``python -m filesim.watch --state FILE FOLDER...`` runs it in the foreground; the tasks run it
-in the background (``start_background``) and find it through its state file, which it
-rewrites every beat with its pid, its identity (start time) and the token the tasks gave it.
-It stops on SIGTERM/Ctrl-C, or when a ``<state>.stop`` file appears (the way that also works
-on Windows, where a detached process has no console to signal). The tasks signal a pid only
-while it is still that process (``procs.is_ours``): a stale state file is just removed.
+``python -m filesim.watch FOLDER...`` runs it in the foreground; the tasks run it in the
+background (``start_background``, background.py) and find it through its state file. It stops
+on SIGTERM/Ctrl-C, or when a ``<state>.stop`` file appears.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
-import secrets
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -29,15 +23,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from filesim import procs
+from filesim.background import Background, Beat
 from filesim.sync.journal import BEAT, STALE, JournalWriter
-from filesim.sync.status import HIDDEN, MARKER, write_json_atomically
+from filesim.sync.status import HIDDEN, MARKER
 from filesim.sync.tree import TEMP_NAME
 
 COALESCE = 0.05
 STATE_FILE = ".filesim-watch.json"
 LOG_FILE = ".filesim-watch.log"
-START_TIMEOUT = 15.0
 
 
 def hint_path(folder: Path, raw: str | bytes) -> str | None:
@@ -57,18 +50,17 @@ class Watcher:
 
     def __init__(self, folders: list[Path], state_file: Path | None = None, token: str = ""):
         self.folders = [f.resolve() for f in folders]
-        self.state_file = state_file
-        self.token = token
-        self.identity = procs.identity(os.getpid())
+        self.beat = Beat(state_file, token)
         self.writers = {f: JournalWriter(f) for f in self.folders}
         self.changed: dict[Path, set[str]] = {f: set() for f in self.folders}
         #: Of those, the ones whose last event closed them after writing (or moved them there).
         self.closed: dict[Path, set[str]] = {f: set() for f in self.folders}
         self.lock = threading.Lock()
+        #: Folders whose events were lost since the last flush.
+        self.rescans: set[Path] = set()
         self.stop = threading.Event()
         #: Set by an event (or a stop): the loop sleeps on it, so an idle watcher wakes per beat only.
         self.wake = threading.Event()
-        self.started = time.time()
         self.errors: dict[Path, str] = {}
 
     def run(self) -> None:
@@ -76,26 +68,14 @@ class Watcher:
         from watchdog import events as kinds
         from watchdog.observers import Observer
 
-        watcher = self
-
-        class Handler(kinds.FileSystemEventHandler):
-            def __init__(self, folder: Path):
-                self.folder = folder
-
-            def on_any_event(self, event: Any) -> None:
-                if event.is_directory and event.event_type == "modified":
-                    return  # a folder's own mtime: its entries have events of their own
-                for raw in (event.src_path, getattr(event, "dest_path", "")):
-                    rel = hint_path(self.folder, raw) if raw else None
-                    if rel is not None:
-                        watcher.note(self.folder, rel, closed=event.event_type in ("closed", "moved"))
-
         observer = Observer()
         wanted = [kinds.FileCreatedEvent, kinds.DirCreatedEvent, kinds.FileDeletedEvent,
                   kinds.DirDeletedEvent, kinds.FileModifiedEvent, kinds.FileMovedEvent,
                   kinds.DirMovedEvent, kinds.FileClosedEvent]
+        if hasattr(kinds, "EventsLostEvent"):  # watchdog 7: an overflow says so, once
+            wanted.append(kinds.EventsLostEvent)
         for folder in self.folders:
-            observer.schedule(Handler(folder), str(folder), recursive=True, event_filter=wanted)
+            observer.schedule(self.handler(folder), str(folder), recursive=True, event_filter=wanted)
         observer.start()
         try:
             for folder, writer in self.writers.items():
@@ -113,9 +93,34 @@ class Watcher:
             observer.stop()
             observer.join(timeout=5)
             self._flush()
-            if self.state_file is not None:
-                with contextlib.suppress(OSError):
-                    self.state_file.unlink()
+            with contextlib.suppress(OSError):
+                self.beat.done()
+
+    def handler(self, folder: Path) -> Any:
+        """The watchdog handler of one NAS folder: each event becomes a hint (or a rescan)."""
+        from watchdog.events import FileSystemEventHandler
+
+        watcher = self
+
+        class Handler(FileSystemEventHandler):
+            def on_any_event(self, event: Any) -> None:
+                if event.event_type == "events_lost":  # ReadDirectoryChangesW or inotify overflowed
+                    watcher.lost(folder)
+                    return
+                if event.is_directory and event.event_type == "modified":
+                    return  # a folder's own mtime: its entries have events of their own
+                for raw in (event.src_path, getattr(event, "dest_path", "")):
+                    rel = hint_path(folder, raw) if raw else None
+                    if rel is not None:
+                        watcher.note(folder, rel, closed=event.event_type in ("closed", "moved"))
+
+        return Handler()
+
+    def lost(self, folder: Path) -> None:
+        """Events of ``folder`` were lost: its agent is told to rescan (not to wait a minute)."""
+        with self.lock:
+            self.rescans.add(folder)
+        self.wake.set()
 
     def run_until_interrupted(self) -> None:
         """Run in this thread until Ctrl-C or SIGTERM."""
@@ -150,6 +155,9 @@ class Watcher:
             batches = {f: (paths, self.closed[f]) for f, paths in self.changed.items() if paths}
             for folder in batches:
                 self.changed[folder], self.closed[folder] = set(), set()
+            rescans, self.rescans = self.rescans, set()
+        for folder in rescans:
+            self._write(folder, self.writers[folder].rescan, "events lost (an overflow)")
         for folder, (paths, closed) in batches.items():
             self._write(folder, self.writers[folder].changed, paths, closed)
 
@@ -157,14 +165,9 @@ class Watcher:
         for folder, writer in self.writers.items():
             if (folder / MARKER).exists():  # a folder without its marker is no share: no journal
                 self._write(folder, writer.beat)
-        if self.state_file is not None:
-            write_json_atomically(self.state_file, {
-                "pid": os.getpid(), "identity": self.identity, "token": self.token,
-                "started": self.started, "updated": time.time(),
-                "folders": [str(f) for f in self.folders], "errors": {
-                    str(f): e for f, e in self.errors.items()}})
-            if self.state_file.with_name(self.state_file.name + ".stop").exists():
-                self.request_stop()
+        if self.beat.write(folders=[str(f) for f in self.folders],
+                           errors={str(f): e for f, e in self.errors.items()}):
+            self.request_stop()
 
     def _write(self, folder: Path, write: Any, *args: Any) -> None:
         try:
@@ -181,10 +184,7 @@ class Watcher:
 
 @dataclass
 class WatcherInfo:
-    """What ``invoke status`` shows of the host watcher.
-
-    ``ours``: the pid is still the watcher the state describes (identity and token match).
-    """
+    """What ``invoke status`` shows of the host watcher (``ours``: see background.Seen)."""
 
     running: bool
     pid: int | None
@@ -196,94 +196,36 @@ class WatcherInfo:
     ours: bool = False
 
 
+def background(root: Path) -> Background:
+    """The background watcher of the NAS folders under ``root``."""
+    return Background("host watcher", root / STATE_FILE, root / LOG_FILE, stale=STALE)
+
+
 def info(root: Path) -> WatcherInfo:
     """The background watcher of the NAS folders under ``root``, from its state file."""
-    log = str(root / LOG_FILE)
-    try:
-        state = json.loads((root / STATE_FILE).read_text())
-        if not isinstance(state, dict):
-            raise ValueError("not an object")
-    except (OSError, ValueError):
-        return WatcherInfo(False, None, [], log, "not running")
-    pid, token, identity = state.get("pid"), state.get("token") or "", state.get("identity")
-    ours = procs.is_ours(pid, identity, token)
-    found = WatcherInfo(False, pid if isinstance(pid, int) else None, state.get("folders", []), log,
-                        token=token, identity=identity, ours=ours)
-    age = time.time() - float(state.get("updated", 0) or 0)
-    if not ours:
-        found.detail = f"not running (a stale state names pid {pid}, which is no filesim watcher)"
-    elif age > STALE:
-        found.detail = f"silent for {age:.0f}s (stuck?): see {log}"
-    else:
-        errors = state.get("errors") or {}
-        found.running = True
-        found.detail = "; ".join(f"{Path(f).name}: {e}" for f, e in errors.items())
-    return found
+    seen = background(root).seen()
+    detail = seen.detail
+    if seen.running:
+        errors = seen.state.get("errors") or {}
+        detail = "; ".join(f"{Path(f).name}: {e}" for f, e in errors.items())
+    return WatcherInfo(seen.running, seen.pid, list(seen.state.get("folders") or []),
+                       str(root / LOG_FILE), detail, seen.token, seen.identity, seen.ours)
 
 
 def start_background(root: Path, folders: list[Path]) -> WatcherInfo:
-    """Start the watcher for ``folders`` unless it already runs for exactly them.
-
-    It is known by the token it is given (its pid may differ from the one started: a venv's
-    python.exe on Windows is a launcher), and must write it within START_TIMEOUT.
-    """
+    """Start the watcher for ``folders`` unless it already runs for exactly them."""
     current = info(root)
     wanted = sorted(str(f.resolve()) for f in folders)
     if current.running and sorted(current.folders) == wanted:
         return current
-    stop_background(root)
-    root.mkdir(parents=True, exist_ok=True)
-    state = root / STATE_FILE
-    state.with_name(state.name + ".stop").unlink(missing_ok=True)
-    token = secrets.token_hex(8)
-    options: dict[str, Any] = {}
-    if os.name == "nt":  # no console to close with the PowerShell window, no admin rights needed
-        options["creationflags"] = (subprocess.DETACHED_PROCESS | subprocess.CREATE_NEW_PROCESS_GROUP
-                                    | subprocess.CREATE_NO_WINDOW)
-    else:
-        options["start_new_session"] = True
-    with open(root / LOG_FILE, "ab") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "filesim.watch", "--state", str(state), "--token", token, *wanted],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, close_fds=True, **options)
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        current = info(root)
-        if current.running and current.token == token:
-            return current
-        if process.poll() is not None:
-            break
-        time.sleep(0.1)
-    from filesim.errors import UserError
-
-    raise UserError(f"the host watcher did not start (exit {process.poll()}): see {root / LOG_FILE}")
+    background(root).start("filesim.watch", wanted)
+    return info(root)
 
 
 def stop_background(root: Path, timeout: float = 10.0) -> str | None:
-    """Stop the background watcher of ``root``: what was done, in words (None: nothing to do).
-
-    A state file whose pid is no longer the watcher (identity or token differ) is only
-    removed: nothing is signalled that filesim did not start.
-    """
-    current = info(root)
-    state = root / STATE_FILE
-    if current.pid is None and not state.exists():
-        return None
-    if not current.ours:
-        state.unlink(missing_ok=True)
-        return f"removed a stale host watcher state (pid {current.pid} is no filesim watcher)"
-    stop_file = state.with_name(state.name + ".stop")
-    stop_file.write_text("stop\n")
-    deadline = time.monotonic() + timeout
-    while state.exists() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    stop_file.unlink(missing_ok=True)
-    if state.exists():  # stuck: make sure it is gone, if it still is the watcher
-        assert current.pid is not None and current.identity is not None
-        killed = procs.kill(current.pid, current.identity, current.token)
-        state.unlink(missing_ok=True)
-        return f"stopped the host watcher of {root}" + (" (killed: it did not stop)" if killed else "")
-    return f"stopped the host watcher of {root}"
+    """Stop the background watcher of ``root``: what was done, in words (None: nothing to do)."""
+    done = background(root).stop(timeout)
+    return done and done.replace("stopped the host watcher", f"stopped the host watcher of {root}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import ipaddress
 import json
 import os
 import re
@@ -31,17 +32,27 @@ from filesim.engines.base import (
     SharePaths,
     prepare_share,
     request_argv,
+    seed_line,
 )
 from filesim.engines.podman import EXPORT_FS
-from filesim.manifests.props import EXPORT_DIR, STATE_DIR, WINDOWS_ROOT_DIR, node_dir
+from filesim.manifests.props import (
+    EXPORT_DIR,
+    NAMESPACE_LABELS,
+    NODE_ROOT,
+    STATE_DIR,
+    WINDOWS_ROOT_DIR,
+    node_dir,
+)
 from filesim.model import Values, is_windows_path, share_folder
 from filesim.quantity import to_bytes
 from filesim.run import Runner
-from filesim.sync.status import CONTAINERS, STATUS_FILE, degraded
+from filesim.sync.status import CONTAINERS, SEED_FILE, STATUS_FILE, degraded
 
 FIELD_MANAGER = "filesim"
 PART_OF = "app.kubernetes.io/part-of=filesim"
 MIN_KUBERNETES = (1, 29)
+#: A pod not scheduled this long is stuck (a node just started is not ready for a moment).
+SCHEDULING_GRACE = 30.0
 PRUNABLE = [("apps/v1", "Deployment"), ("v1", "Service"), ("v1", "ConfigMap"),
             ("v1", "PersistentVolumeClaim"), ("v1", "PersistentVolume")]
 #: How long a one-shot pod (a flush, a look at the node) may take.
@@ -77,10 +88,18 @@ def explain(exc: BaseException, *, context: str, namespace: str, fixes: Fixes) -
         if exc.status == 401:
             return EngineError(f"the cluster refused the credentials of context {context!r}: "
                                f"{fixes.credentials}")
+        if exc.status == 403 and "violates PodSecurity" in detail:
+            return EngineError(f"the namespace's Pod Security level refuses NAS pods ({detail}): "
+                               f"they need hostPath, DAC_READ_SEARCH and a privileged node pod; "
+                               f"label it: `kubectl label namespace {namespace} "
+                               f"pod-security.kubernetes.io/enforce=privileged --overwrite` (or ask "
+                               f"the cluster's admin to)")
         if exc.status == 403:
             return EngineError(f"permission denied by RBAC ({detail}): your user needs rights to "
-                               f"manage Deployments, Services, ConfigMaps, PVCs and pods/exec in "
-                               f"namespace {namespace!r}, and PersistentVolumes")
+                               f"get, list, create, patch and delete Namespaces, Deployments, "
+                               f"Services, ConfigMaps, PersistentVolumeClaims and Pods (privileged, "
+                               f"hostPath), pods/exec and pods/log in namespace {namespace!r}, and "
+                               f"PersistentVolumes and Nodes (get, list) cluster-wide")
         return EngineError(f"Kubernetes API error {exc.status} {exc.reason}: {detail}")
     text = str(exc)
     if any(word in text for word in ("Connection refused", "Max retries", "timed out",
@@ -109,11 +128,13 @@ def context_reachable(context: str, timeout: float = 2.0) -> bool:
         return False
 
 
-def diagnose(nas: str, pod: dict[str, Any], last_lines: Callable[[str], str], fixes: Fixes
-             ) -> str | None:
+def diagnose(nas: str, pod: dict[str, Any], last_lines: Callable[[str], str], fixes: Fixes,
+             now: float | None = None) -> str | None:
     """Why a NAS pod cannot become ready by waiting, as one line with the likely fix; else None.
 
     ``pod`` is the pod as JSON; ``last_lines(container)`` returns a container's last log lines.
+    A pod not scheduled is stuck only once that lasted SCHEDULING_GRACE (a node just started
+    is "not ready" for a moment).
     """
     status = pod.get("status", {})
     if status.get("reason") == "Evicted":
@@ -131,9 +152,51 @@ def diagnose(nas: str, pod: dict[str, Any], last_lines: Callable[[str], str], fi
         if reason in ("CreateContainerConfigError", "CreateContainerError"):
             return f"{nas}: container {state['name']} cannot start: {waiting.get('message', reason)}"
     for condition in status.get("conditions", []):
-        if condition.get("type") == "PodScheduled" and condition.get("status") == "False":
+        if condition.get("type") == "PodScheduled" and condition.get("status") == "False" \
+                and _lasted(condition.get("lastTransitionTime"), SCHEDULING_GRACE, now):
             return f"{nas} cannot be scheduled: {condition.get('message')}; {fixes.capacity}"
     return None
+
+
+def _lasted(since: str | None, seconds: float, now: float | None) -> bool:
+    """Whether a condition that changed at ``since`` (RFC 3339) has held ``seconds`` by ``now``."""
+    from datetime import datetime
+
+    if not since:
+        return True
+    try:
+        changed = datetime.fromisoformat(since.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return True
+    return (now if now is not None else time.time()) - changed >= seconds
+
+
+#: Service ranges clusters use by default, by the first address (the `kubernetes` Service) in them.
+KNOWN_SERVICE_RANGES = ("10.96.0.0/12",   # kubeadm, minikube, kind, Docker Desktop
+                        "10.43.0.0/16")   # k3s, k3d, Rancher Desktop
+
+
+def service_range(kubernetes_ip: str, cidrs: list[str]) -> Any:
+    """The cluster's service range (an ip_network).
+
+    Its ServiceCIDRs (1.33+) if listed, else the known default range holding the
+    ``kubernetes`` Service's address, else that address's /16.
+    """
+    address = ipaddress.ip_address(kubernetes_ip)
+    for cidr in [*cidrs, *KNOWN_SERVICE_RANGES]:
+        network = ipaddress.ip_network(cidr, strict=False)
+        if address in network:
+            return network
+    return ipaddress.ip_network(f"{kubernetes_ip}/16", strict=False)
+
+
+def outside_range(values: Values, network: Any) -> list[str]:
+    """One line per NAS whose fixed ClusterIP the cluster cannot give (outside its range)."""
+    return [f"nasServers[{nas.name}].service.clusterIP {nas.service.cluster_ip} is outside this "
+            f"cluster's service range {network}: give every NAS an address inside it "
+            f"(values/examples/k3d.yaml and rancher-desktop.yaml do, for 10.43.0.0/16)"
+            for nas in values.servers
+            if ipaddress.ip_address(nas.service.cluster_ip) not in network]
 
 
 def cluster_kind(context: str) -> str:
@@ -184,6 +247,8 @@ class KubernetesEngine(Engine):
 
     name = "kubernetes"
     poll_seconds = 1.0
+    #: Where exports and agent state live on the node (a folder its disk keeps).
+    exports_root = NODE_ROOT
 
     def __init__(self, values: Values, runner: Runner, context: str | None = None):
         super().__init__(values, runner)
@@ -282,6 +347,10 @@ class KubernetesEngine(Engine):
         from filesim.manifests import Target, manifests  # cdk8s starts Node: only when deploying
 
         dynamic = self._api("dynamic")
+        problems = outside_range(self.values, self._service_range())
+        if problems:
+            raise EngineError(problems[0] + (f" (and {len(problems) - 1} more)" if len(problems) > 1
+                                             else ""))
         wanted = {nas.name for nas in self.servers()}
         for gone in sorted(set(self._pods()) - wanted):
             retired = self.retire(gone, progress)
@@ -293,7 +362,7 @@ class KubernetesEngine(Engine):
             self._export_fs("prepare", nas.name, str(to_bytes(nas.storage.size_limit)),
                             str(nas.storage.max_files))
         applied: set[tuple[str, str]] = set()
-        for manifest in manifests(self.values, Target.KUBERNETES):
+        for manifest in manifests(self.values, Target.KUBERNETES, exports_root=self.exports_root):
             for obj in manifest.objects:
                 meta = obj["metadata"]
                 resource = self._call(dynamic.resources.get, api_version=obj["apiVersion"],
@@ -304,6 +373,20 @@ class KubernetesEngine(Engine):
                 applied.add((obj["kind"], meta["name"]))
             progress(f"applied {manifest.filename}")
         self._prune(applied, progress)
+
+    def _service_range(self) -> Any:
+        """The cluster's service range (ServiceCIDR on 1.33+, else from the kubernetes Service)."""
+        dynamic = self._api("dynamic")
+        try:
+            resource = dynamic.resources.get(api_version="v1", kind="Service")
+            kubernetes_ip = dynamic.get(resource, name="kubernetes", namespace="default").spec.clusterIP
+        except Exception:  # no right to read it, an old fake: the apply itself will tell
+            return ipaddress.ip_network("0.0.0.0/0")
+        cidrs: list[str] = []
+        with contextlib.suppress(Exception):  # ServiceCIDR exists from Kubernetes 1.33
+            resource = dynamic.resources.get(api_version="networking.k8s.io/v1", kind="ServiceCIDR")
+            cidrs = [c for item in dynamic.get(resource).items for c in item.spec.cidrs]
+        return service_range(kubernetes_ip, cidrs)
 
     # the node: its disk keeps the exports -----------------------------------------------------
 
@@ -317,7 +400,8 @@ class KubernetesEngine(Engine):
 
     def _export_fs(self, action: str, nas: str, *args: str) -> None:
         """Prepare, mount or remove one NAS's export filesystem and state on the node."""
-        code, output = self._on_node(["sh", "-c", EXPORT_FS.read_text(), "export-fs", action,
+        code, output = self._on_node(["env", f"FILESIM_NODE_ROOT={self.exports_root}", "sh", "-c",
+                                      EXPORT_FS.read_text(), "export-fs", action,
                                       self._node_dir(nas), *args])
         if code != 0:
             raise EngineError(f"{nas}: export-fs.sh {action} failed on the node: "
@@ -360,8 +444,10 @@ class KubernetesEngine(Engine):
     def _ensure_namespace(self) -> None:
         dynamic = self._api("dynamic")
         resource = self._call(dynamic.resources.get, api_version="v1", kind="Namespace")
+        # Its labels too: applying without them under the same field manager would drop them.
         self._call(dynamic.server_side_apply, resource,
-                   body={"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": self.namespace}},
+                   body={"apiVersion": "v1", "kind": "Namespace",
+                         "metadata": {"name": self.namespace, "labels": NAMESPACE_LABELS}},
                    name=self.namespace, field_manager=FIELD_MANAGER, force_conflicts=True)
 
     def _run_pod(self, body: dict[str, Any]) -> tuple[int, str]:
@@ -386,7 +472,7 @@ class KubernetesEngine(Engine):
         return (0 if phase == "Succeeded" else 1), log or f"the one-shot pod is {phase}"
 
     def _node_dir(self, nas: str) -> str:
-        return node_dir(self.namespace, self.values.object_name(nas))
+        return node_dir(self.namespace, self.values.object_name(nas), self.exports_root)
 
     def _prune(self, keep: set[tuple[str, str]], progress: Progress) -> None:
         """Delete filesim's objects that the values no longer describe (removed NAS servers)."""
@@ -430,17 +516,28 @@ class KubernetesEngine(Engine):
                 item.ready = conditions.get("Ready") == "True"
                 item.problem = diagnose(nas.name, pod, lambda c, p=pod: self._tail(p, c), self.fixes)
                 item.stuck = item.problem is not None
+                # One exec that fails (a pod restarting under it) costs this NAS its detail,
+                # never the whole status.
                 if item.running:
-                    out = self._exec(pod["metadata"]["name"], "sync", ["cat", f"{STATE_DIR}/{STATUS_FILE}"])
-                    try:
-                        item.agent = json.loads(out.stdout)
-                    except ValueError:
-                        item.agent = {}
+                    item.agent = self._read_json(pod, "sync", STATUS_FILE) or {}
                     item.degraded = degraded(item.agent)
+                if not item.ready and item.problem is None and _seeding(pod):
+                    item.seed = self._read_json(pod, "init", SEED_FILE)
+                    if item.seed is not None:
+                        item.problem = seed_line(nas.name, item.seed)
                 if not item.ready and item.problem is None:
                     item.problem = f"pod {pod['status'].get('phase', 'Pending').lower()}, not ready yet"
             result.append(item)
         return result
+
+    def _read_json(self, pod: dict[str, Any], container: str, name: str) -> dict[str, Any] | None:
+        """A JSON file of the agent's state folder, read in one of the pod's containers."""
+        try:
+            out = self._exec(pod["metadata"]["name"], container, ["cat", f"{STATE_DIR}/{name}"])
+            found = json.loads(out.stdout)
+        except Exception:  # the API, the websocket, a container gone meanwhile, no JSON yet
+            return None
+        return found if isinstance(found, dict) else None
 
     def _tail(self, pod: dict[str, Any], container: str, *, previous: bool = True) -> str:
         core = self._api("core")
@@ -466,17 +563,13 @@ class KubernetesEngine(Engine):
             sys.stdout.write(chunk.decode(errors="replace"))
             sys.stdout.flush()
 
-    def _exec(self, pod: str, container: str, argv: list[str], stdin: str | None = None
-              ) -> subprocess.CompletedProcess[str]:
+    def _exec(self, pod: str, container: str, argv: list[str]) -> subprocess.CompletedProcess[str]:
         from kubernetes.stream import stream
 
         core = self._api("core")
         resp = self._call(stream, core.connect_get_namespaced_pod_exec, pod, self.namespace,
-                          container=CONTAINERS[container], command=argv, stdin=stdin is not None,
+                          container=CONTAINERS[container], command=argv, stdin=False,
                           stdout=True, stderr=True, tty=False, _preload_content=False)
-        if stdin is not None:
-            resp.write_stdin(stdin)
-            resp.close_channel(0)  # end of stdin
         resp.run_forever(timeout=60)
         out, err = resp.read_stdout() or "", resp.read_stderr() or ""
         code = resp.returncode if resp.returncode is not None else 1
@@ -505,11 +598,12 @@ class KubernetesEngine(Engine):
         return f"nfs://127.0.0.1{EXPORT_DIR}/{name}?version=4&nfsport={self.server(nas).nfs.port}"
 
     def nfs_write(self, nas: str, name: str, data: bytes) -> None:
+        # The data rides in the command (base64, small: check-sync's): closing stdin needs the
+        # v5 exec protocol, which clusters before 1.30 do not speak.
         scratch = "/run/ganesha/.filesim-check"
-        script = (f"base64 -d > {scratch} && nfs-cp {scratch} '{self._url(nas, name)}'; "
-                  f"s=$?; rm -f {scratch}; exit $s")
-        result = self._exec(self._pod_name(nas), "nfs", ["sh", "-c", script],
-                            stdin=base64.b64encode(data).decode())
+        script = (f"printf %s '{base64.b64encode(data).decode()}' | base64 -d > {scratch} && "
+                  f"nfs-cp {scratch} '{self._url(nas, name)}'; s=$?; rm -f {scratch}; exit $s")
+        result = self._exec(self._pod_name(nas), "nfs", ["sh", "-c", script])
         if result.returncode != 0:
             raise EngineError(f"NFS write to {nas} failed: {(result.stderr or result.stdout).strip()}")
 
@@ -574,7 +668,7 @@ class KubernetesEngine(Engine):
         mode = known.sync.mode if known else (self.final_status(nas) or {}).get("mode", "bidirectional")
         args = NasProps(known, Target.KUBERNETES, self.namespace, self.values.image,
                         self.values.node_root, self.values.windows_root,
-                        self.values.name_prefix).sync_args(once=False) \
+                        self.values.name_prefix, self.exports_root).sync_args(once=False) \
             if known else ["filesim-sync", "--nfs", EXPORT_DIR, "--windows",
                            f"{WINDOWS_ROOT_DIR}/{nas}", "--state", STATE_DIR, "--mode", mode]
         folder = self._node_dir(nas)
@@ -598,3 +692,9 @@ class KubernetesEngine(Engine):
 
     def remove_export(self, nas: str) -> None:
         self._export_fs("remove", nas)
+
+
+def _seeding(pod: dict[str, Any]) -> bool:
+    """Whether the pod's seed init container is running now."""
+    return any(c.get("name") == CONTAINERS["init"] and "running" in (c.get("state") or {})
+               for c in pod["status"].get("initContainerStatuses", []))

@@ -24,13 +24,14 @@ from cdk8s_plus_33 import k8s
 from filesim.manifests.discovery import Discovery
 from filesim.manifests.nas_network import NasEndpoint
 from filesim.manifests.nas_server import NasServer
-from filesim.manifests.props import NasProps, Target
+from filesim.manifests.props import NAMESPACE_LABELS, NODE_ROOT, NasProps, Target
 from filesim.model import Values
 
 SHARED_CHART = "filesim"
 DISCOVERY_NAME = "filesim-nas-discovery"
 #: Marks an output folder as filesim's, so synth may replace it.
 OUT_MARKER = ".filesim-manifests"
+
 
 
 class SynthError(BadInput):
@@ -45,24 +46,26 @@ class Manifest:
     objects: list[dict[str, Any]]
 
 
-def nas_props(values: Values, target: Target, node_root: str | None = None) -> list[NasProps]:
+def nas_props(values: Values, target: Target, node_root: str | None = None,
+              exports_root: str = NODE_ROOT) -> list[NasProps]:
     """Props of every enabled NAS for ``target``."""
     return [
         NasProps(nas=nas, target=target, namespace=values.namespace, image=values.image,
                  node_root=node_root or values.node_root, windows_root=values.windows_root,
-                 name_prefix=values.name_prefix)
+                 name_prefix=values.name_prefix, exports_root=exports_root)
         for nas in values.servers
     ]
 
 
-def build_app(values: Values, target: Target, node_root: str | None = None) -> cdk8s.App:
+def build_app(values: Values, target: Target, node_root: str | None = None,
+              exports_root: str = NODE_ROOT) -> cdk8s.App:
     """A cdk8s App: one chart per NAS plus, for Kubernetes, one chart of shared objects."""
     app = cdk8s.App(yaml_output_type=cdk8s.YamlOutputType.FILE_PER_CHART)
-    servers = nas_props(values, target, node_root)
+    servers = nas_props(values, target, node_root, exports_root)
     if target.traits.cluster_objects:
         shared = cdk8s.Chart(app, SHARED_CHART, disable_resource_name_hashes=True)
         k8s.KubeNamespace(shared, "namespace", metadata=k8s.ObjectMeta(
-            name=values.namespace, labels={"app.kubernetes.io/part-of": "filesim"}))
+            name=values.namespace, labels=NAMESPACE_LABELS))
         Discovery(shared, DISCOVERY_NAME, namespace=values.namespace, servers=servers)
     for props in servers:
         chart = cdk8s.Chart(app, props.name, disable_resource_name_hashes=True)
@@ -72,9 +75,10 @@ def build_app(values: Values, target: Target, node_root: str | None = None) -> c
     return app
 
 
-def manifests(values: Values, target: Target, node_root: str | None = None) -> list[Manifest]:
+def manifests(values: Values, target: Target, node_root: str | None = None,
+              exports_root: str = NODE_ROOT) -> list[Manifest]:
     """The manifest files for ``target``, in a stable order."""
-    app = build_app(values, target, node_root)
+    app = build_app(values, target, node_root, exports_root)
     return [Manifest(f"{chart.node.id}.k8s.yaml", cdk8s.Testing.synth(chart)) for chart in app.charts]
 
 

@@ -19,6 +19,10 @@ def mount_options(props: NasProps) -> list[str]:
     return options
 
 
+#: What every claim requests: the volume it binds to carries the export's real size.
+CLAIM_REQUEST = quantity("1Mi")
+
+
 class NasEndpoint(Construct):
     """A Service with a fixed ClusterIP, and a PV naming the server by that IP plus its PVC."""
 
@@ -64,6 +68,8 @@ class NasEndpoint(Construct):
                     "app.kubernetes.io/instance": name,
                     "filesim.dev/namespace": props.namespace,
                 }),
-                resources=k8s.VolumeResourceRequirements(requests={"storage": size}),
+                # Constant: a claim of storageClassName "" cannot be resized (admission plugin
+                # PersistentVolumeClaimResize), so a bigger export changes only the volume.
+                resources=k8s.VolumeResourceRequirements(requests={"storage": CLAIM_REQUEST}),
             ),
         )

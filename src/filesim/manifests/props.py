@@ -24,6 +24,11 @@ EMPTY_DIRS = ("ganesha-run", "rpcbind-run")
 #: Where each NAS's export filesystem and agent state live on the machine that runs the pods
 #: (scripts/export-fs.sh prepares them): ``<root>/<namespace>/<nas>/{export,state}``.
 NODE_ROOT = "/var/lib/filesim"
+#: The namespace's labels. Pod Security "baseline" (hardened clusters) refuses hostPath,
+#: DAC_READ_SEARCH and the privileged one-shot node pod that NAS pods need: the namespace asks
+#: for "privileged" where the cluster lets a user set it.
+NAMESPACE_LABELS = {"app.kubernetes.io/part-of": "filesim",
+                    "pod-security.kubernetes.io/enforce": "privileged"}
 
 
 def volume_name(nas: str, suffix: str) -> str:
@@ -31,9 +36,9 @@ def volume_name(nas: str, suffix: str) -> str:
     return f"{nas}-{suffix}"
 
 
-def node_dir(namespace: str, nas: str) -> str:
+def node_dir(namespace: str, nas: str, root: str = NODE_ROOT) -> str:
     """The folder holding one NAS's export filesystem and agent state on its node."""
-    return node_path(NODE_ROOT, namespace, nas)
+    return node_path(root, namespace, nas)
 
 
 def ganesha_config_name(nas: str) -> str:
@@ -108,6 +113,8 @@ class NasProps:
         node_root: host folder holding one sub-folder per NAS (the Windows share's mount point).
         windows_root: the same folder as the tester's machine names it (C:\simulator-data).
         name_prefix: put before every object's name (values ``namePrefix``).
+        exports_root: where exports and agent state live on the node (a folder the node keeps
+            across restarts: minikube's is under /var/lib/minikube).
     """
 
     nas: Nas
@@ -117,6 +124,7 @@ class NasProps:
     node_root: str
     windows_root: str
     name_prefix: str = ""
+    exports_root: str = NODE_ROOT
 
     @property
     def name(self) -> str:
@@ -145,7 +153,7 @@ class NasProps:
     @property
     def node_dir(self) -> str:
         """The folder holding this NAS's export filesystem and agent state on its node."""
-        return node_dir(self.namespace, self.name)
+        return node_dir(self.namespace, self.name, self.exports_root)
 
     @property
     def windows_dir(self) -> str:
