@@ -35,10 +35,19 @@ def lint(session: nox.Session) -> None:
         session.error(f"failed: {', '.join(failures)}")
 
 
+#: The cluster engines' tests (a fake API server): engines/kubernetes.py must stay 85 % covered.
+CLUSTER_TESTS = ["tests/test_kubernetes.py", "tests/test_kubernetes_api.py", "tests/test_minikube.py"]
+
+
 @nox.session
 def tests(session: nox.Session) -> None:
     """Unit, snapshot and sync-agent tests (real files, FUSE, ganesha in podman)."""
-    _pytest(session, "tests", "--ignore=tests/e2e")
+    if session.posargs:  # a selection: everything it names, no coverage floor
+        _pytest(session, "tests", "--ignore=tests/e2e")
+        return
+    _pytest(session, *CLUSTER_TESTS, "--cov=filesim.engines.kubernetes", "--cov-report=term-missing",
+            "--cov-fail-under=85")
+    _pytest(session, "tests", "--ignore=tests/e2e", *(f"--ignore={t}" for t in CLUSTER_TESTS))
 
 
 @nox.session

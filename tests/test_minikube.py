@@ -2,7 +2,8 @@
 
 No Kubernetes cluster or minikube can run on our machines. Where minikube/kubectl must answer,
 tiny scripts on PATH stand in for them (they print what the real tools print); where the
-Kubernetes API must answer, a fake dynamic client records the calls. Each test says which.
+Kubernetes API must answer, the fake API server of tests/support/fake_kube.py does. Each test
+says which.
 Everything else is real: the invoke tasks run as processes, against real kubeconfig files.
 """
 
@@ -15,7 +16,6 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 from kubernetes.client.rest import ApiException
@@ -26,6 +26,7 @@ from filesim.engines import minikube
 from filesim.engines.kubernetes import diagnose, explain
 from filesim.engines.minikube import MinikubeEngine, preflight
 from filesim.run import Runner
+from support.fake_kube import FakeApiServer, FakeCluster
 
 FIXES = minikube.fixes("filesim")
 
@@ -336,25 +337,6 @@ def test_diagnose_pod_problems():
                     no_logs, FIXES) is None
 
 
-class FakeDynamic:
-    """Stands in for kubernetes.dynamic.DynamicClient (no API server can run here)."""
-
-    def __init__(self, existing):
-        self.applied, self.deleted, self.existing = [], [], existing
-        self.resources = SimpleNamespace(get=lambda api_version, kind: kind)
-
-    def server_side_apply(self, resource, body, name, namespace, field_manager, force_conflicts):
-        self.applied.append((resource, name, namespace, field_manager, force_conflicts))
-
-    def get(self, resource, namespace, label_selector):
-        items = [SimpleNamespace(metadata=SimpleNamespace(name=n))
-                 for k, n in self.existing if k == resource]
-        return SimpleNamespace(items=items)
-
-    def delete(self, resource, name, namespace):
-        self.deleted.append((resource, name))
-
-
 def recording_tool(folder: Path, name: str) -> Path:
     """A stand-in that records each call's arguments, one line per call."""
     calls = folder / f"{name}.calls"
@@ -364,25 +346,20 @@ def recording_tool(folder: Path, name: str) -> Path:
     return calls
 
 
-def test_apply_is_server_side_with_field_manager_filesim_and_prunes_removed_nas(fake_bin, monkeypatch):
-    # minikube stand-in: records the node preparation; the API is the fake dynamic client below
+def test_apply_prepares_minikubes_node_through_ssh_and_keeps_exports_on_its_disk(fake_bin, monkeypatch,
+                                                                               tmp_path):
+    # minikube stand-in: records the node preparation; the API is the fake API server
     calls = recording_tool(fake_bin, "minikube")
     monkeypatch.setenv("PATH", f"{fake_bin}:{Path(shutil.which('node', path=NODE_PATH)).parent}")
-    engine = MinikubeEngine(values.load([], ["nasServers[6].enabled=false"]), Runner())
-    fake = FakeDynamic(existing=[("Deployment", "nas-output-3"), ("Deployment", "nas-backup"),
-                                 ("PersistentVolume", "filesim-nas-output-3"),
-                                 ("PersistentVolume", "other-team-volume")])
-    engine._clients = {"dynamic": fake}
-    engine._pods = lambda: {}  # the API's pod list (no cluster here): nothing running yet
-    engine.ensure_mount = lambda progress: False  # the mount has tests of its own (above)
-    engine.apply(lambda message: None)
-    kinds = {kind for kind, *_ in fake.applied}
-    assert {"Namespace", "ConfigMap", "Deployment", "Service", "PersistentVolume",
-            "PersistentVolumeClaim"} <= kinds
-    assert all(manager == "filesim" and force for *_, manager, force in fake.applied)
-    assert ("Deployment", "nas-output-3", "filesim", "filesim", True) not in fake.applied
-    assert fake.deleted == [("Deployment", "nas-output-3"),
-                            ("PersistentVolume", "filesim-nas-output-3")]
+    server = FakeApiServer(FakeCluster(), tmp_path / "kubeconfig", context="filesim")
+    server.use(monkeypatch)
+    try:
+        engine = MinikubeEngine(values.load([], ["nasServers[6].enabled=false"]), Runner())
+        engine.ensure_mount = lambda progress: False  # the mount has tests of its own (above)
+        engine.apply(lambda message: None)
+        assert len(server.cluster.names("deployments", "filesim")) == 6
+    finally:
+        server.close()
     prepared = calls.read_text().splitlines()
     # The script goes from its text (LF whatever the checkout), once; exports in minikube's
     # persisted /var/lib/minikube.

@@ -380,7 +380,7 @@ class KubernetesEngine(Engine):
         try:
             resource = dynamic.resources.get(api_version="v1", kind="Service")
             kubernetes_ip = dynamic.get(resource, name="kubernetes", namespace="default").spec.clusterIP
-        except Exception:  # no right to read it, an old fake: the apply itself will tell
+        except Exception:  # no right to read it: the apply itself will tell
             return ipaddress.ip_network("0.0.0.0/0")
         cidrs: list[str] = []
         with contextlib.suppress(Exception):  # ServiceCIDR exists from Kubernetes 1.33
@@ -456,12 +456,13 @@ class KubernetesEngine(Engine):
         name, container = body["metadata"]["name"], body["spec"]["containers"][0]["name"]
         resource = self._call(dynamic.resources.get, api_version="v1", kind="Pod")
         self._call(dynamic.create, resource, body=body, namespace=self.namespace)
-        phase = "Pending"
         deadline = time.monotonic() + ONE_SHOT_TIMEOUT
         try:
-            while phase not in ("Succeeded", "Failed") and time.monotonic() < deadline:
-                time.sleep(self.poll_seconds)
+            while True:
                 phase = self._call(core.read_namespaced_pod, name, self.namespace).status.phase
+                if phase in ("Succeeded", "Failed") or time.monotonic() > deadline:
+                    break
+                time.sleep(self.poll_seconds)
             try:
                 log = core.read_namespaced_pod_log(name, self.namespace, container=container)
             except Exception:
