@@ -89,7 +89,7 @@ def test_a_seed_that_makes_no_progress_stops_deploy_naming_it(podman, tmp_path):
         sub = folder / f"d{i // 1000:02}"
         sub.mkdir(exist_ok=True)
         (sub / f"f{i:05}.dat").write_bytes(b"x" * 1024)
-    status = Path(NODE_ROOT, "filesim-stall", "stall-nas-output-3", "state", "status.json")
+    progress = Path(NODE_ROOT, "filesim-stall", "stall-nas-output-3", "state", "seed.json")
     deploy = subprocess.Popen([INVOKE, "deploy", *own], stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True, cwd=PROJECT_ROOT)
     frozen: list[str] = []
@@ -97,7 +97,7 @@ def test_a_seed_that_makes_no_progress_stops_deploy_naming_it(podman, tmp_path):
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and not frozen:
             with contextlib.suppress(OSError, ValueError):
-                seed = json.loads(status.read_text()).get("seed") or {}
+                seed = json.loads(progress.read_text())
                 if seed.get("phase") == "copying" and 0 < seed.get("files_done", 0) < 20000:
                     tini = podman.run(["podman", "inspect", "--format", "{{.State.Pid}}",
                                        "stall-nas-output-3-pod-0-seed"], reads_only=True).stdout.strip()
