@@ -17,11 +17,11 @@ import time
 from pathlib import Path
 
 import pytest
+from fake_kube import FakeApiServer, FakeCluster, running_and_ready
 
 from filesim import PROJECT_ROOT, values
 from filesim.engines.kubernetes import KubernetesEngine, explain
 from filesim.run import Runner
-from support.fake_kube import FakeApiServer, FakeCluster, running_and_ready
 
 NS = "filesim"
 SPEC = importlib.util.spec_from_file_location("filesim_tasks", PROJECT_ROOT / "tasks.py")

@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from fake_kube import FakeApiServer, FakeCluster
 from kubernetes.client.rest import ApiException
 from kubernetes.config.config_exception import ConfigException
 
@@ -26,7 +27,6 @@ from filesim.engines import minikube
 from filesim.engines.kubernetes import diagnose, explain
 from filesim.engines.minikube import MinikubeEngine, preflight
 from filesim.run import Runner
-from support.fake_kube import FakeApiServer, FakeCluster
 
 FIXES = minikube.fixes("filesim")
 

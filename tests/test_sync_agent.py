@@ -113,11 +113,19 @@ def test_edits_propagate_both_ways(share, nfs_dir, make_agent):
 
 
 def test_same_size_edit_within_one_second_is_not_missed_on_windows(share, nfs_dir, make_agent):
+    agent = make_agent(hash_sweep_minutes=0)  # the sweep would find it too, minutes later
+    agent.start()
+    wait_until(lambda: agent.status() is not None)
     (share.backing / "same.txt").write_text("AAAA\n")
-    make_agent().start()
+    written = (share.backing / "same.txt").stat().st_mtime_ns
     wait_until(lambda: (nfs_dir / "same.txt").exists())
 
-    (share.backing / "same.txt").write_text("BBBB\n")  # same size, same whole second maybe
+    # An edit within the same second keeping the size: 9p shows the very same signature
+    # (whole seconds), so only the racy check (content verified near its mtime) can see it.
+    (share.backing / "same.txt").write_text("BBBB\n")
+    os.utime(share.backing / "same.txt", ns=(written, written))
+    seen = (share.mount / "same.txt").stat()  # what the agent sees: unchanged
+    assert (seen.st_size, seen.st_mtime_ns) == (5, written // 10**9 * 10**9)
 
     wait_until(lambda: (nfs_dir / "same.txt").read_text() == "BBBB\n", timeout=10)
 
@@ -163,19 +171,22 @@ def test_live_conflict_the_later_change_keeps_the_name(share, nfs_dir, make_agen
     assert (nfs_dir / saved).read_text() == "nfs version\n"
 
 
-def test_delete_vs_edit_the_edit_wins(share, nfs_dir, make_agent):
+@pytest.mark.parametrize("deleted_on", ["nfs", "windows"])
+def test_delete_vs_edit_the_edit_wins(share, nfs_dir, make_agent, deleted_on):
     (nfs_dir / "keep.txt").write_text("v1\n")
     for i in range(4):
         (nfs_dir / f"other{i}.txt").write_text("x\n")
     agent = make_agent()
     assert agent.run_once().returncode == 0
-    (nfs_dir / "keep.txt").unlink()
-    (share.backing / "keep.txt").write_text("v2 edited on windows\n")
+    deleted, edited = (nfs_dir, share.backing) if deleted_on == "nfs" else (share.backing, nfs_dir)
+    (deleted / "keep.txt").unlink()
+    (edited / "keep.txt").write_text(f"v2 edited where it was not deleted ({deleted_on})\n")
 
     agent.start()
 
-    wait_until(lambda: (nfs_dir / "keep.txt").exists()
-               and (nfs_dir / "keep.txt").read_text() == "v2 edited on windows\n")
+    for root in (nfs_dir, share.backing):
+        wait_until(lambda r=root: (r / "keep.txt").exists() and (r / "keep.txt").read_text() ==
+                   f"v2 edited where it was not deleted ({deleted_on})\n")
     wait_until(lambda: (agent.status() or {}).get("conflicts") == 1)
     assert agent.status()["recent_conflicts"][0]["kind"] == "delete-vs-edit"
 

@@ -449,3 +449,33 @@ def test_a_folder_renamed_while_a_file_is_copied_into_it_never_passes_for_the_pa
                                                       progress=rename_midway)
     assert moved and not (dest / "box" / "big.bin").exists()
     assert not temp_files(dest)
+
+
+@pytest.mark.parametrize("changed", ["edited", "created", "same-second edit"])
+def test_nothing_is_overwritten_or_deleted_that_changed_since_it_was_last_seen(tmp_path, changed):
+    """The destination must still be what was last seen (or absent) before a copy or a delete."""
+    source, dest = tmp_path / "source", tmp_path / "dest"
+    source.mkdir()
+    dest.mkdir()
+    (source / "a.txt").write_text("from the other side\n")
+    windows = Tree(dest, "windows", windows=True)
+    listed = Tree(source, "nfs").stat("a.txt")
+    last_seen, sha = None, None
+    if changed != "created":
+        (dest / "a.txt").write_text("agreed\n")
+        last_seen, sha = windows.stat("a.txt"), windows.hash("a.txt")
+    stamp = (dest / "a.txt").stat().st_mtime_ns if last_seen else 0
+    (dest / "a.txt").write_text({"edited": "a tester's edit\n", "created": "a tester's file\n",
+                                 "same-second edit": "AGREED\n"}[changed])
+    if changed == "same-second edit":  # the signature cannot tell: only the content can
+        os.utime(dest / "a.txt", ns=(stamp, stamp))
+        assert windows.stat("a.txt") == last_seen
+    after = (dest / "a.txt").read_text()
+
+    with pytest.raises(DestinationChanged):
+        windows.copy_from(Tree(source, "nfs"), "a.txt", listed, dest_expected=last_seen, dest_sha=sha)
+    assert (dest / "a.txt").read_text() == after and not temp_files(dest)
+    if last_seen is not None:
+        with pytest.raises(DestinationChanged):
+            windows.remove("a.txt", last_seen, sha)
+        assert (dest / "a.txt").read_text() == after
