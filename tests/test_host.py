@@ -107,3 +107,17 @@ def test_the_export_script_refuses_a_folder_outside_its_root(tmp_path, folder):
                             capture_output=True, text=True, timeout=30)
     assert result.returncode != 0 and "refusing to touch it" in result.stderr
     assert (victim / "export.img").exists() and (victim / "state").is_dir()
+
+
+def test_of_two_background_processes_on_one_state_the_later_one_stays(tmp_path):
+    """A watcher whose state went with its deleted folder meets the one deploy started after."""
+    from filesim.background import Beat
+
+    state = tmp_path / "state.json"
+    older = Beat(state, "old-token")
+    newer = Beat(state, "new-token")
+    newer.started = older.started + 1
+    assert older.write() is False  # alone: it writes
+    assert newer.write() is False  # the later one overwrites it
+    assert older.write() is True  # the older one sees it was replaced: it stops
+    assert json.loads(state.read_text())["token"] == "new-token"

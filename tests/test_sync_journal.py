@@ -293,3 +293,30 @@ def test_events_the_watcher_lost_become_a_rescan_hint_at_once(tmp_path):
     watcher._flush()
     [record] = [json.loads(line) for line in (folder / JOURNAL).read_text().splitlines()]
     assert record["rescan"] is True and "events lost" in record["reason"]
+
+
+def test_a_watched_folder_deleted_and_made_again_is_watched_again(tmp_path):
+    """A tester deletes a NAS folder (or the data root) and `invoke setup` makes it again."""
+    import shutil
+    import threading
+
+    from filesim.watch import Watcher
+
+    folder = tmp_path / "nas"
+    folder.mkdir()
+    (folder / ".filesim-share").write_text("id: x\n")
+    watcher = Watcher([folder])
+    runner = threading.Thread(target=watcher.run)
+    runner.start()
+    try:
+        wait_until(lambda: (folder / JOURNAL).exists())
+        shutil.rmtree(folder)
+        folder.mkdir()
+        (folder / ".filesim-share").write_text("id: y\n")
+        wait_until(lambda: (folder / JOURNAL).exists() and "rescan" in (folder / JOURNAL).read_text(),
+                   timeout=10)
+        (folder / "after.txt").write_text("dropped into the new folder\n")
+        wait_until(lambda: "after.txt" in (folder / JOURNAL).read_text(), timeout=5)
+    finally:
+        watcher.request_stop()
+        runner.join()

@@ -141,9 +141,19 @@ class Beat:
         self.started = time.time()
 
     def write(self, **report: Any) -> bool:
-        """Rewrite the state with ``report``; whether a stop was requested."""
+        """Rewrite the state with ``report``; whether a stop was requested.
+
+        A state naming another process started later means it took over (this one's state
+        was deleted meanwhile, with its folder): that is a stop request too.
+        """
         if self.state_file is None:
             return False
+        try:
+            other = _read(self.state_file)
+            if other.get("token") != self.token and float(other.get("started") or 0) > self.started:
+                return True
+        except (OSError, ValueError, TypeError):
+            pass
         write_json_atomically(self.state_file, {
             "pid": os.getpid(), "identity": self.identity, "token": self.token,
             "started": self.started, "updated": time.time(), **report})

@@ -56,8 +56,10 @@ class Watcher:
         #: Of those, the ones whose last event closed them after writing (or moved them there).
         self.closed: dict[Path, set[str]] = {f: set() for f in self.folders}
         self.lock = threading.Lock()
-        #: Folders whose events were lost since the last flush.
-        self.rescans: set[Path] = set()
+        #: Folders whose events were lost since the last flush, and why.
+        self.rescans: dict[Path, str] = {}
+        #: Folders deleted while watched (their watch ended with them).
+        self.gone: set[Path] = set()
         self.stop = threading.Event()
         #: Set by an event (or a stop): the loop sleeps on it, so an idle watcher wakes per beat only.
         self.wake = threading.Event()
@@ -74,8 +76,7 @@ class Watcher:
                   kinds.DirMovedEvent, kinds.FileClosedEvent]
         if hasattr(kinds, "EventsLostEvent"):  # watchdog 7: an overflow says so, once
             wanted.append(kinds.EventsLostEvent)
-        for folder in self.folders:
-            observer.schedule(self.handler(folder), str(folder), recursive=True, event_filter=wanted)
+        watches = {folder: self._watch(observer, folder, wanted) for folder in self.folders}
         observer.start()
         try:
             for folder, writer in self.writers.items():
@@ -88,6 +89,15 @@ class Watcher:
                     self._flush()
                 if time.monotonic() >= next_beat:
                     next_beat = time.monotonic() + BEAT
+                    for folder, (watch, identity) in list(watches.items()):
+                        now = _identity(folder)
+                        if now is not None and (identity != now or folder in self.gone):
+                            # deleted and made again (its inode may be reused): watch the new one
+                            self.gone.discard(folder)
+                            with contextlib.suppress(Exception):
+                                observer.unschedule(watch)
+                            watches[folder] = self._watch(observer, folder, wanted)
+                            self.lost(folder, "the folder was made again")
                     self._beat()
         finally:
             observer.stop()
@@ -95,6 +105,15 @@ class Watcher:
             self._flush()
             with contextlib.suppress(OSError):
                 self.beat.done()
+
+    def _watch(self, observer: Any, folder: Path, wanted: list[Any]) -> tuple[Any, Any]:
+        """Watch ``folder`` (if it exists): (the watch, which folder it is)."""
+        identity = _identity(folder)
+        try:
+            return observer.schedule(self.handler(folder), str(folder), recursive=True,
+                                     event_filter=wanted), identity
+        except OSError:  # gone: watched once it is made again
+            return None, None
 
     def handler(self, folder: Path) -> Any:
         """The watchdog handler of one NAS folder: each event becomes a hint (or a rescan)."""
@@ -107,6 +126,9 @@ class Watcher:
                 if event.event_type == "events_lost":  # ReadDirectoryChangesW or inotify overflowed
                     watcher.lost(folder)
                     return
+                if event.event_type == "deleted" and os.fsdecode(event.src_path) == str(folder):
+                    watcher.gone.add(folder)  # the folder itself: watched again once it is back
+                    return
                 if event.is_directory and event.event_type == "modified":
                     return  # a folder's own mtime: its entries have events of their own
                 for raw in (event.src_path, getattr(event, "dest_path", "")):
@@ -116,10 +138,10 @@ class Watcher:
 
         return Handler()
 
-    def lost(self, folder: Path) -> None:
+    def lost(self, folder: Path, why: str = "events lost (an overflow)") -> None:
         """Events of ``folder`` were lost: its agent is told to rescan (not to wait a minute)."""
         with self.lock:
-            self.rescans.add(folder)
+            self.rescans[folder] = why
         self.wake.set()
 
     def run_until_interrupted(self) -> None:
@@ -155,9 +177,9 @@ class Watcher:
             batches = {f: (paths, self.closed[f]) for f, paths in self.changed.items() if paths}
             for folder in batches:
                 self.changed[folder], self.closed[folder] = set(), set()
-            rescans, self.rescans = self.rescans, set()
-        for folder in rescans:
-            self._write(folder, self.writers[folder].rescan, "events lost (an overflow)")
+            rescans, self.rescans = self.rescans, {}
+        for folder, why in rescans.items():
+            self._write(folder, self.writers[folder].rescan, why)
         for folder, (paths, closed) in batches.items():
             self._write(folder, self.writers[folder].changed, paths, closed)
 
@@ -165,8 +187,13 @@ class Watcher:
         for folder, writer in self.writers.items():
             if (folder / MARKER).exists():  # a folder without its marker is no share: no journal
                 self._write(folder, writer.beat)
-        if self.beat.write(folders=[str(f) for f in self.folders],
-                           errors={str(f): e for f, e in self.errors.items()}):
+        try:
+            stop = self.beat.write(folders=[str(f) for f in self.folders],
+                                   errors={str(f): e for f, e in self.errors.items()})
+        except OSError as exc:  # the data root is gone for a moment: the next beat writes it
+            print(f"filesim watch: state: {exc}", file=sys.stderr, flush=True)
+            stop = False
+        if stop:
             self.request_stop()
 
     def _write(self, folder: Path, write: Any, *args: Any) -> None:
@@ -177,6 +204,15 @@ class Watcher:
             if self.errors.get(folder) != str(exc):
                 print(f"filesim watch: {folder}: {exc}", file=sys.stderr, flush=True)
             self.errors[folder] = str(exc)
+
+
+def _identity(folder: Path) -> tuple[int, int] | None:
+    """Which folder a path names now (a folder deleted and made again is another one)."""
+    try:
+        st = folder.stat()
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
 
 
 # -- in the background, for the tasks ---------------------------------------------------------

@@ -92,6 +92,25 @@ def test_a_nas_folder_deleted_and_created_again_loses_nothing(podman, data_root)
     assert {n: (folder / n).read_bytes() for n in written} == written
 
 
+def test_the_whole_data_root_deleted_and_made_again_loses_nothing(podman, data_root):
+    """The pods see the data root they started with: a new one of the same path needs new pods."""
+    folder = podman.windows_folder("nas-backup")
+    before = {f"before-{i:02}.txt": f"{i}\n".encode() for i in range(5)}
+    nfs_copy_in(podman, "nas-backup", before)
+    wait_until(lambda: all((folder / n).exists() for n in before), 30)
+    shutil.rmtree(data_root)
+    data_root.mkdir()
+
+    assert invoke(podman, data_root, "setup").returncode == 0
+    deployed = invoke(podman, data_root, "deploy")
+    assert deployed.returncode == 0, deployed.stderr
+    assert "nas-backup: its agent does not see the Windows folder: restarting it" in deployed.stderr
+
+    wait_until(lambda: all((folder / n).exists() for n in before), 30)
+    assert {n: (folder / n).read_bytes() for n in before} == before
+    assert invoke(podman, data_root, "check-sync", "nas-backup").returncode == 0
+
+
 def test_an_nfs_symlink_beside_a_windows_folder_never_restarts_the_agent(podman):
     folder = podman.windows_folder("nas-output-2")
     (folder / "reports").mkdir()

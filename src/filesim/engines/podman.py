@@ -134,8 +134,11 @@ class PodmanEngine(Engine):
             pod = pods.get(self.pod_name(nas.name))
             if pod is not None and (pod.get("Labels") or {}).get(SPEC_LABEL) == spec \
                     and self._all_running(pod):
-                progress(f"{nas.name}: unchanged")
-                continue
+                if (self.final_status(nas.name) or {}).get("share_mounted") is not False:
+                    progress(f"{nas.name}: unchanged")
+                    continue
+                # Its folder was deleted and made again: the pod still sees the old one.
+                progress(f"{nas.name}: its agent does not see the Windows folder: restarting it")
             self._export_fs("prepare", nas.name, str(to_bytes(nas.storage.size_limit)),
                             str(nas.storage.max_files))
             if pod is not None:
