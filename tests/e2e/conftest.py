@@ -78,6 +78,9 @@ def engine(request, data_root):
                          os.environ.get("FILESIM_KUBE_CONTEXT") if request.param == "kubernetes" else None)
     try:
         if request.param == "podman":
+            # An earlier run killed midway (a machine restart) may have left its pods and
+            # exports; before setup the fresh data root has no markers: nothing is flushed in.
+            eng.destroy(print, force=True)
             eng.setup(print)
         started = time.monotonic()
         eng.apply(print)

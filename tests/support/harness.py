@@ -143,10 +143,16 @@ class AgentProcess:
         return self.process.pid if self.process else None
 
     def status(self) -> dict[str, Any] | None:
-        try:
-            return json.loads((self.state / "status.json").read_text())
-        except (OSError, ValueError):
-            return None
+        """The agent's status.json; a running agent's first one is waited for (up to 10 s)."""
+        running = self.process is not None and self.process.poll() is None
+        deadline = time.monotonic() + (10 if running else 0)
+        while True:
+            try:
+                return json.loads((self.state / "status.json").read_text())
+            except (OSError, ValueError):
+                if time.monotonic() >= deadline:
+                    return None
+                time.sleep(0.05)
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 10) -> int | None:
         if not self.process:
