@@ -181,6 +181,27 @@ def wait_synced(c, nas, timeout="60", json=False, engine=None, values=None, set=
         raise Exit(code=1)
 
 
+@task(positional=["nas", "kind"], iterable=["values", "set"], help={
+    **ENGINE_HELP, "nas": "NAS name, several comma-separated, or all",
+    "kind": "down | hang | readonly | full | slow[=MS] | flaky[=P] | clear",
+    "for": "end it by itself after this many seconds", "json": "print JSON",
+    "dry_run": "print what would be done"})
+@user_errors
+def fault(c, nas, kind, for_=None, json=False, dry_run=False, engine=None, values=None, set=None,
+          data_root=None, context=None):
+    """Make a NAS fail the way real NAS servers do (or heal it with clear); see README."""
+    eng = toolkit.engine(engine, values, set, data_root, context, dry_run=dry_run)
+    show(*toolkit.fault(eng, toolkit.nas_list(nas), kind, for_, json))
+
+
+@task(**{**ENGINE_ARGS, "help": {**ENGINE_HELP, "json": "print JSON"}})
+@user_errors
+def faults(c, json=False, engine=None, values=None, set=None, data_root=None, context=None):
+    """List the faults on (each NAS's fault and when it ends by itself)."""
+    show(*toolkit.faults_report(toolkit.engine(engine, values, set, data_root, context).status(),
+                                json))
+
+
 @task(**{**ENGINE_ARGS, "help": {**ENGINE_HELP, "force": "remove exports even where changes could "
                                  "not reach the Windows folder (they are lost)"}})
 @user_errors

@@ -1,4 +1,4 @@
-"""The podman engine: image build, deploy to all-ready, idle RSS, check-sync, a NAS of 250k files.
+"""The podman engine: image build, deploy, idle RSS, check-sync, fault costs, a NAS of 250k files.
 
 Prints a Markdown table. Runs its own deployments (benchmarks/podman-values.yaml) and removes
 them at the end; the image build is timed under a tag of its own, so running pods keep theirs.
@@ -22,6 +22,7 @@ from common import percentile, require
 
 from filesim import image, toolkit
 from filesim.checks import check_sync
+from filesim.nas.faults import Fault
 from filesim.quantity import to_bytes
 from filesim.sync.status import SEED_FILE, read_status
 
@@ -97,6 +98,36 @@ def big_nas(files: int) -> list[tuple[str, str, str]]:
     return rows
 
 
+def nfs_reads(engine, nas: str, runs: int) -> list[float]:
+    """Seconds of ``runs`` libnfs reads of one small file, each timed inside one client container."""
+    port = engine.server(nas).podman_port
+    url = f"nfs://127.0.0.1/export/bench-read.bin?version=4&nfsport={port}"
+    engine.nfs_write(nas, "bench-read.bin", b"x" * 4096)
+    script = "; ".join(['s=$(date +%s%N); nfs-cp "$U" /tmp/o >/dev/null; e=$(date +%s%N); '
+                        'echo $(( (e - s) / 1000 ))'] * runs)
+    out = engine.run(["podman", "run", "--rm", "--network", "host", "-e", f"U={url}",
+                      engine.image_ref, "sh", "-c", script], reads_only=True).stdout
+    return [int(line) / 1e6 for line in out.split()]
+
+
+def fault_costs(engine, runs: int) -> list[tuple[str, str, str]]:
+    """What the fault machinery costs an NFS client: nothing while no fault is on (#22)."""
+    nas = "nas-backup"
+    before = statistics.median(nfs_reads(engine, nas, runs))
+    engine.set_fault(nas, Fault("slow", 1.0))
+    relayed = statistics.median(nfs_reads(engine, nas, runs))
+    engine.set_fault(nas, None)
+    after = statistics.median(nfs_reads(engine, nas, runs))
+    return [
+        (f"NFS read of 4 KiB, no fault ever ({runs} runs, median)", f"{before * 1000:.1f} ms",
+         "baseline"),
+        ("  the same through the relay of slow=1 (1 ms per reply added)",
+         f"{relayed * 1000:.1f} ms ({relayed / before:.2f}x)", ""),
+        ("  the same after the fault was cleared", f"{after * 1000:.1f} ms ({after / before:.2f}x)",
+         "≤ 1.05x"),
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=20)
@@ -141,6 +172,7 @@ def main() -> None:
             rows.append((f"check-sync nas-backup {direction.replace('_', ' ')} ({runs} runs)",
                          f"p50 {statistics.median(seconds):.2f} s, p99 {percentile(seconds, .99):.2f} s",
                          ""))
+        rows += fault_costs(engine, runs)
     finally:
         engine.destroy(quiet, force=True)
         shutil.rmtree(data_root)  # the NAS folders this run made (destroy keeps a tester's)

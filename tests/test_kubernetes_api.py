@@ -52,6 +52,11 @@ class PlayedNas:
         if argv[0] == "cat" and argv[1].startswith("/mnt/windows-root/"):
             target = self.root / argv[1].removeprefix("/mnt/windows-root/")
             return (0, target.read_text(), "") if target.exists() else (1, "", "No such file")
+        if argv[0] == "filesim-nfs":  # the NFS server's supervisor: a fault set or cleared
+            self.requests.append(argv)
+            kind = None if "clear" in argv else argv[argv.index("set") + 1]
+            self.status["fault"] = {"kind": kind, "value": None, "until": None} if kind else None
+            return 0, json.dumps({"ok": True, "kind": kind}), ""
         if argv[0] == "filesim-sync":
             self.requests.append(argv)
             if "--versions" in argv:
@@ -85,6 +90,11 @@ class Node:
         self.calls.append(argv)
         if argv[0] == "cat":
             return 0, json.dumps(self.final)
+        if argv[0] == "filesim-nfs":  # the NFS server's supervisor: a fault set or cleared
+            self.requests.append(argv)
+            kind = None if "clear" in argv else argv[argv.index("set") + 1]
+            self.status["fault"] = {"kind": kind, "value": None, "until": None} if kind else None
+            return 0, json.dumps({"ok": True, "kind": kind}), ""
         if argv[0] == "filesim-sync":  # a one-shot flush
             return self.once_code, json.dumps({"ok": self.once_code == 0})
         return 0, ""
@@ -396,3 +406,22 @@ def test_the_fake_merges_applies_by_field_manager():
              manager="other")
     fake.put("v1", "ConfigMap", "default", "c", {"metadata": {"name": "c"}, "data": {}}, manager="filesim")
     assert fake.get("configmaps", "default", "c")["data"] == {"b": "2"}
+
+
+def test_a_fault_is_asked_of_the_pods_supervisor_shown_and_cleared_by_deploy(cluster):
+    deployed(cluster)
+    code, out, err = run("fault", "nas-backup", "readonly", "--for", "30")
+    assert code == 0, err
+    asked = cluster.played.requests[-1]
+    assert asked == ["filesim-nfs", "--state", "/var/lib/filesim-sync", "fault", "set", "readonly",
+                     "--for", "30", "--timeout", "120"]
+    assert any(call[0].startswith("nas-backup-") and call[1] == "nfs" for call in cluster.exec_calls)
+    code, out, err = run("faults", "--json")
+    assert {f["nas"] for f in json.loads(out)} == {"nas-backup", "nas-input-1", "nas-input-2",
+                                                  "nas-input-3", "nas-output-1", "nas-output-2",
+                                                  "nas-output-3"}  # one played status for all
+    code, out, err = run("deploy", "--set", "image.pullFrom=registry.example/filesim")
+    assert code == 0 and "fault readonly cleared" in err
+    assert cluster.played.requests[-1][4] == "clear"
+    code, out, err = run("fault", "nas-backup", "eio")
+    assert code == 2 and "needs device-mapper" in err

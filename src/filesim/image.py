@@ -23,9 +23,11 @@ from filesim.run import CommandError, Runner
 RELEASE = "trixie"
 IMAGE_DIR = PROJECT_ROOT / "images" / "nas"
 AGENT_SOURCES = [PROJECT_ROOT / "src" / "filesim" / "__init__.py",
-                 *sorted((PROJECT_ROOT / "src" / "filesim" / "sync").glob("*.py"))]
-#: Scripts installed in /usr/local/bin: the agent's entry point and an NFS delete tool.
-SCRIPTS = ("filesim-sync", "nfs-rm")
+                 *sorted((PROJECT_ROOT / "src" / "filesim" / "sync").glob("*.py")),
+                 *sorted((PROJECT_ROOT / "src" / "filesim" / "nas").glob("*.py"))]
+#: Scripts installed in /usr/local/bin: the agent's and the NFS supervisor's entry points and an
+#: NFS delete tool.
+SCRIPTS = ("filesim-sync", "filesim-nfs", "nfs-rm")
 INPUTS_LABEL = "dev.filesim.inputs"
 SITE_PACKAGES = "usr/lib/python3/dist-packages"
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
@@ -134,7 +136,8 @@ def _import(podman: Runner, tar: subprocess.Popen[bytes], ref: str, digest: str)
 def install_agent(root: Path) -> None:
     """Put the sync agent where the Containerfile puts it."""
     package = root / SITE_PACKAGES / "filesim"
-    (package / "sync").mkdir(parents=True, exist_ok=True)
+    for sub in ("sync", "nas"):
+        (package / sub).mkdir(parents=True, exist_ok=True)
     for source in AGENT_SOURCES:
         target = package / source.relative_to(PROJECT_ROOT / "src" / "filesim")
         shutil.copyfile(source, target)

@@ -1,4 +1,4 @@
-r"""For the test suites of systems under test: wait until filesim's NAS servers are in step.
+r"""For the test suites of systems under test: wait until NAS servers are in step; make one fail.
 
 A test drops input files, runs the system, reads its outputs; instead of sleeping, it asks::
 
@@ -13,11 +13,22 @@ A test drops input files, runs the system, reads its outputs; instead of sleepin
 
 It is ``invoke wait-synced`` as a function: engine, values and data root as the tasks take
 them (``FILESIM_ENGINE``, ``FILESIM_DATA_ROOT`` and the default values otherwise).
+
+``fault`` is ``invoke fault`` as a context manager that heals the NAS on the way out::
+
+    from filesim.testing import fault
+
+    def test_the_batch_survives_a_full_output_share(system):
+        with fault("nas-output-1", "full"):
+            system.run_daily_batch()
+            assert system.alerts() == ["nas-output-1: no space left"]
+        wait_synced("nas-output-1")       # healed: what it retried is on both sides
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 
 from filesim import toolkit
 
@@ -36,3 +47,31 @@ def wait_synced(*nas: str, timeout: float = 60.0, engine: str | None = None,
     if not result["ok"]:
         raise NotSynced(toolkit.wait_report(result))
     return float(result["seconds"])
+
+
+@contextlib.contextmanager
+def fault(nas: str, kind: str, *, seconds: float | None = None, engine: str | None = None,
+          values: Sequence[str] = (), data_root: str | None = None, **options: float
+          ) -> Iterator[None]:
+    """Make ``nas`` fail as ``kind`` (down, hang, readonly, full, slow, flaky) while inside.
+
+    ``slow`` takes ``ms=``, ``flaky`` takes ``p=`` (``fault(nas, "slow", ms=500)``); the fault
+    is cleared on the way out, and ends by itself after ``seconds`` if given.
+    """
+    from filesim.errors import BadInput
+    from filesim.nas import faults
+
+    value = options.pop("ms", None) if kind == "slow" else options.pop("p", None)
+    if options:
+        raise BadInput(f"fault {kind} takes no {', '.join(options)}: slow takes ms=, flaky p=")
+    try:
+        wanted = faults.parse(kind if value is None else f"{kind}={value}")
+        duration = faults.check_duration(seconds) if seconds is not None else None
+    except ValueError as exc:
+        raise BadInput(str(exc)) from None
+    selected = toolkit.engine(engine, values, [], data_root)
+    selected.set_fault(selected.server(nas).name, wanted, duration)
+    try:
+        yield
+    finally:
+        selected.set_fault(nas, None)

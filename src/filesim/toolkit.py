@@ -121,7 +121,7 @@ def status_report(states: list[NasStatus], as_json: bool, watcher: Any = None,
                             "watcher": vars(watcher) if watcher else None,
                             "host": host or []}, indent=2, default=str)]
     rows = [("NAS", "READY", "MODE", "ENDPOINT", "USED", "LAST PASS", "CHANGES", "PENDING",
-             "PROBLEMS", "CONFLICTS", "DETAIL")]
+             "PROBLEMS", "CONFLICTS", "FAULT", "DETAIL")]
     for s in states:
         agent = s.agent
         last = agent.get("last_full_pass")
@@ -134,8 +134,51 @@ def status_report(states: list[NasStatus], as_json: bool, watcher: Any = None,
         problems = len(agent["problems"]) if "problems" in agent else "-"
         rows.append((s.name, ready, s.mode, s.endpoint, used, age, agent.get("windows_changes", "-"),
                      agent.get("pending", "-"), problems, agent.get("conflicts", "-"),
-                     s.problem or s.degraded or ""))
+                     fault_cell(s), s.problem or s.degraded or ""))
     return [table(rows), *([watcher_line(watcher)] if watcher is not None else []), *(host or [])]
+
+
+# -- faults (filesim/nas) ----------------------------------------------------------------------
+
+
+def fault(engine: Any, names: list[str], kind: str, duration: Any, as_json: bool) -> list[Any]:
+    """``invoke fault``: put a fault on (or clear) the named NAS servers; what to show.
+
+    Every input is checked before any NAS is touched.
+    """
+    from filesim.nas import faults
+
+    targets = [engine.server(n).name for n in names] or [n.name for n in engine.servers()]
+    wanted = None
+    seconds_for = None
+    if kind != "clear":
+        try:
+            wanted = faults.parse(kind)
+            seconds_for = faults.check_duration(seconds(duration, "--for")) if duration else None
+        except ValueError as exc:
+            raise BadInput(str(exc)) from None
+    elif duration:
+        raise BadInput("--for goes with a fault, not with clear: `invoke fault NAS slow --for 30`")
+    results = {}
+    for nas in targets:
+        answer = engine.set_fault(nas, wanted, seconds_for)
+        results[nas] = answer
+        if not as_json and not engine.run.dry_run:
+            progress(f"{nas}: " + (f"fault {wanted.label} on" + (
+                f" for {seconds_for:g}s" if seconds_for else " until `invoke fault "
+                f"{nas} clear`") if wanted else "fault cleared"))
+    return [json.dumps({"ok": True, "faults": results})] if as_json else []
+
+
+def faults_report(states: list[NasStatus], as_json: bool) -> list[Any]:
+    """``invoke faults``: every fault on, as a table or JSON."""
+    on = [s for s in states if s.fault]
+    if as_json:
+        return [json.dumps([{"nas": s.name, "fault": s.fault, "fault_until": s.fault_until}
+                            for s in on])]
+    if not on:
+        return ["no fault is on"]
+    return [table([("NAS", "FAULT"), *((s.name, fault_cell(s)) for s in on)])]
 
 
 # -- the host watcher (filesim/watch.py) ----------------------------------------------------
@@ -157,6 +200,14 @@ def watcher_info(engine: Any) -> Any:
     except EngineError:
         return None
     return info(root)
+
+
+def fault_cell(state: NasStatus) -> str:
+    """``slow=200 (41s left)``, or ``-``."""
+    if not state.fault:
+        return "-"
+    left = f" ({max(0.0, state.fault_until - time.time()):.0f}s left)" if state.fault_until else ""
+    return state.fault + left
 
 
 def _count(n: int) -> str:

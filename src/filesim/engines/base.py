@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import abc
 import json
+import shlex
 import subprocess
 import time
 from collections.abc import Callable
@@ -14,6 +15,7 @@ from typing import Any, ClassVar
 from filesim.errors import BadInput, UserError
 from filesim.manifests.props import STATE_DIR
 from filesim.model import Nas, Values
+from filesim.nas.faults import Fault
 from filesim.run import Runner
 from filesim.sync.status import MARKER, marker_text
 
@@ -100,6 +102,25 @@ class NasStatus:
     agent: dict[str, Any] = field(default_factory=dict)
     #: While its seed runs: its progress (seed.json), which keeps wait_ready waiting.
     seed: dict[str, Any] | None = None
+    #: The fault `invoke fault` put on it (``slow=200``), and when it ends by itself (epoch).
+    fault: str | None = None
+    fault_until: float | None = None
+
+    def read_fault(self) -> None:
+        """Fill ``fault`` from what the agent reports its NFS server's supervisor applied.
+
+        A server that does not answer because of its fault is not ready, and says why.
+        """
+        applied = self.agent.get("fault") if isinstance(self.agent, dict) else None
+        if isinstance(applied, dict) and applied.get("kind"):
+            found = Fault(str(applied["kind"]), applied.get("value"), applied.get("until"))
+            if not found.active(time.time()):
+                return
+            self.fault, self.fault_until = found.label, found.until
+            if not self.ready and self.running:
+                self.problem = (f"fault {found.label} is on (`invoke fault {self.name} clear` "
+                                f"ends it)")
+                self.stuck = False
 
 
 def seed_line(nas: str, seed: dict[str, Any], *, short: bool = False) -> str:
@@ -253,6 +274,40 @@ class Engine(abc.ABC):
     @abc.abstractmethod
     def nfs_remove(self, nas: str, name: str) -> None:
         """Delete a file of the export through a real NFS client."""
+
+    def set_fault(self, nas: str, fault: Fault | None, duration: float | None = None,
+                  timeout: float = 120.0) -> dict[str, Any]:
+        """Put ``fault`` on the NAS's NFS server (None: clear it); what its supervisor applied.
+
+        The NAS holds the fault and its deadline (nas/nfsd.py): it ends by itself after
+        ``duration`` seconds even if nothing here runs any more.
+        """
+        argv = ["filesim-nfs", "--state", STATE_DIR, "fault", "clear" if fault is None else "set"]
+        if fault is not None:
+            argv += [fault.kind, *(["--value", f"{fault.value:g}"] if fault.value is not None else []),
+                     *(["--for", f"{duration:g}"] if duration else [])]
+        argv += ["--timeout", f"{timeout:g}"]
+        if self.run.dry_run:
+            print(f"# in {nas}'s nfs container: {shlex.join(argv)}")
+            return {"ok": True, "dry_run": True}
+        result = self.exec(nas, "nfs", argv)
+        try:
+            answer = json.loads(result.stdout.strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            answer = {"ok": False, "error": (result.stderr or result.stdout).strip()[-300:]
+                      or f"exit {result.returncode}"}
+        if not answer.get("ok"):
+            what = fault.label if fault else "clear"
+            raise EngineError(f"{nas}: fault {what} was not applied ({answer.get('error')}); see "
+                              f"`invoke logs {nas} --container nfs`")
+        return answer
+
+    def clear_faults(self, states: list[NasStatus], progress: Progress) -> None:
+        """End every fault on (``deploy`` and ``destroy`` start from healthy servers)."""
+        for state in states:
+            if state.fault and state.running:
+                self.set_fault(state.name, None)
+                progress(f"{state.name}: fault {state.fault} cleared")
 
     def destroy(self, progress: Progress, *, force: bool = False) -> None:
         """Stop and remove every NAS of this deployment; the Windows folders stay.

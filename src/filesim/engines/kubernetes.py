@@ -373,6 +373,7 @@ class KubernetesEngine(Engine):
                 applied.add((obj["kind"], meta["name"]))
             progress(f"applied {manifest.filename}")
         self._prune(applied, progress)
+        self.clear_faults(self.status(), progress)
 
     def _service_range(self) -> Any:
         """The cluster's service range (ServiceCIDR on 1.33+, else from the kubernetes Service)."""
@@ -522,6 +523,7 @@ class KubernetesEngine(Engine):
                 if item.running:
                     item.agent = self._read_json(pod, "sync", STATUS_FILE) or {}
                     item.degraded = degraded(item.agent)
+                    item.read_fault()
                 if not item.ready and item.problem is None and _seeding(pod):
                     item.seed = self._read_json(pod, "init", SEED_FILE)
                     if item.seed is not None:

@@ -34,6 +34,7 @@ from filesim.manifests.props import (
     volume_name,
 )
 from filesim.model import Values
+from filesim.nas import faults
 from filesim.paths import inside
 from filesim.quantity import to_bytes
 from filesim.run import COMMAND_TIMEOUT, READ_TIMEOUT, CommandError, Runner
@@ -119,6 +120,7 @@ class PodmanEngine(Engine):
 
         pods = self._pods()
         self._check_ports(pods)
+        self.clear_faults(self.status(), progress)
         wanted = {nas.name for nas in self.servers()}
         for gone in sorted(self._pod_nas(pods) - wanted):
             retired = self.retire(gone, progress)
@@ -252,9 +254,13 @@ class PodmanEngine(Engine):
         return f"{self.pod_name(nas)}-{CONTAINERS[container]}"
 
     def _agent_status(self, nas: str) -> tuple[dict[str, Any], str]:
-        status = read_status(Path(self._node_dir(nas), "state"))
+        state = Path(self._node_dir(nas), "state")
+        status = read_status(state)
         ok, why = health(status)
-        return status or {}, ("" if ok else f"sync: {why}")
+        status = status or {}
+        applied = faults.read(state, faults.APPLIED_FILE)  # here at once, not at the agent's beat
+        status["fault"] = applied.to_json() if applied else None
+        return status, ("" if ok else f"sync: {why}")
 
     def status(self) -> list[NasStatus]:
         pods = self._pods()
@@ -290,6 +296,7 @@ class PodmanEngine(Engine):
                 item.problem = problem or None
                 item.ready = item.problem is None
                 item.degraded = degraded(item.agent)
+                item.read_fault()
             found.append(item)
         return found
 
@@ -320,6 +327,19 @@ class PodmanEngine(Engine):
             raise EngineError(f"no container {name}: {hint}")
         self.run(["podman", "logs", *(["--follow"] if follow else []), name], capture=False,
                  reads_only=True)
+
+    def clear_faults(self, states: list[NasStatus], progress: Progress) -> None:
+        """End every fault: the requests are files of this host (a pod not running keeps none)."""
+        for state in states:
+            folder = Path(self._node_dir(state.name), "state")
+            asked = faults.read(folder)
+            if asked is None:
+                continue
+            if self.run.dry_run:
+                print(f"# remove {folder / faults.FAULT_FILE} (fault {asked.label})")
+                continue
+            faults.write(folder, None)
+            progress(f"{state.name}: fault {asked.label} cleared")
 
     def exec(self, nas: str, container: str, argv: list[str]) -> subprocess.CompletedProcess[str]:
         self.server(nas)

@@ -151,6 +151,10 @@ class NasServer(Construct):
         tcp = None if not props.traits.probes else k8s.Probe(
             tcp_socket=k8s.TcpSocketAction(port=k8s.IntOrString.from_number(port)),
             period_seconds=5, failure_threshold=3)
+        # Alive also while a fault stops or freezes the server on purpose (`invoke fault`).
+        alive = None if not props.traits.probes else k8s.Probe(
+            exec=k8s.ExecAction(command=["filesim-nfs", "--state", STATE_DIR, "alive"]),
+            period_seconds=5, failure_threshold=3, timeout_seconds=5)
         ports = [k8s.ContainerPort(name="nfs", container_port=port, protocol="TCP")]
         if nfs.serves_v3:
             ports.append(k8s.ContainerPort(name="mountd", container_port=nfs.mount_port,
@@ -159,11 +163,12 @@ class NasServer(Construct):
             name="nfs",
             image=props.reference(props.image),
             image_pull_policy=props.image.pull_policy,
-            args=["ganesha.nfsd", "-F", "-L", "/dev/stdout", "-f",
-                     f"{GANESHA_CONF_DIR}/ganesha.conf", "-p", f"{ganesha.RUN_DIR}/ganesha.pid"],
+            args=["filesim-nfs", "--state", STATE_DIR, "run", "--", "ganesha.nfsd", "-F", "-L",
+                  "/dev/stdout", "-f", f"{GANESHA_CONF_DIR}/ganesha.conf", "-p",
+                  f"{ganesha.RUN_DIR}/ganesha.pid"],
             ports=ports if props.traits.cluster_objects else None,
             readiness_probe=tcp,
-            liveness_probe=tcp,
+            liveness_probe=alive,
             resources=resources(nfs.resources),
             security_context=security_context(NFS_CAPABILITIES),
             volume_mounts=[
@@ -171,6 +176,7 @@ class NasServer(Construct):
                 k8s.VolumeMount(name=self._volume("ganesha-run"), mount_path=ganesha.RUN_DIR),
                 k8s.VolumeMount(name=self._volume("ganesha-config"), mount_path=GANESHA_CONF_DIR,
                                 read_only=True),
+                k8s.VolumeMount(name=self._volume("state"), mount_path=STATE_DIR),  # its faults
             ],
         )
 

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from filesim.nas import faults
 from filesim.sync import status as protocol
 from filesim.sync.inotify import REQUESTS_CHANGED, RESCAN, Events, NfsEvents
 from filesim.sync.journal import JOURNAL, STALE, JournalReader
@@ -715,6 +716,11 @@ class Agent:
             "files": self.state.files(), "pending": len(self.reconciler.pending_paths()),
             "problems": len(self.problems), "interval": self.interval})
 
+    def _fault(self) -> dict[str, Any] | None:
+        """The fault the NFS server's supervisor applied to this NAS (`invoke fault`), if on."""
+        applied = faults.read(self.settings.state, faults.APPLIED_FILE)
+        return applied.to_json() if applied and applied.active(time.time()) else None
+
     def write_status(self, *, stopped: bool = False) -> None:
         """Atomically rewrite status.json in the state folder."""
         self.status_written = time.monotonic()
@@ -736,6 +742,7 @@ class Agent:
             "recent_conflicts": report.conflicts,
             "problems": self.problems.as_list(),
             "errors": self.problems.blocking(),
+            "fault": self._fault(),
             "unsynced": len(self.problems.unsynced()),
             "held_deletions": len(self.reconciler.guard.held),
             "share_mounted": self.share_ok,

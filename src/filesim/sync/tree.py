@@ -24,6 +24,7 @@ from enum import IntEnum
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from filesim.nas.faults import BALLAST
 from filesim.sync.names import case_key
 from filesim.sync.status import HIDDEN, MARKER
 
@@ -209,9 +210,16 @@ class Tree:
         self.unreadable.clear()
 
     def ignored(self, directory: str, name: str) -> bool:
-        """Entries the agent never syncs: its own temp files; on Windows, its marker and folder."""
-        return name.startswith(self.temp) or (
-            self.windows and not directory and name.casefold() in ROOT_RESERVED)
+        """Entries the agent never syncs: its temp files, its marker and folder, a fault's ballast.
+
+        The marker and folder are at the top of the Windows side; the ballast of ``invoke
+        fault NAS full`` at the top of the export.
+        """
+        if name.startswith(self.temp):
+            return True
+        if directory:
+            return False
+        return name.casefold() in ROOT_RESERVED if self.windows else name == BALLAST
 
     def under_unreadable(self, rel: str) -> bool:
         """Whether ``rel`` is, or is below, a folder this side refused to show."""

@@ -1,0 +1,1 @@
+"""What runs in a NAS pod beside the sync agent: the NFS server's supervisor and its faults."""
