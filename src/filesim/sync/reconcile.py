@@ -14,12 +14,12 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from enum import Enum
 from pathlib import PurePosixPath
 from typing import NamedTuple
 
 from filesim.sync import names
 from filesim.sync.guard import DeletionGuard
+from filesim.sync.plan import NFS, WINDOWS, Action, Change, Do, Facts, classify, decide
 from filesim.sync.problems import Problems
 from filesim.sync.state import Entry, State, agreed_entry
 from filesim.sync.tree import (
@@ -34,8 +34,6 @@ from filesim.sync.tree import (
     sig_hash,
 )
 
-NFS, WINDOWS = "nfs", "windows"
-MODES = ("bidirectional", "to-windows", "to-nfs")
 NAME_POLICIES = ("encode", "report")
 RACY_SECONDS = 2.0
 #: A Windows hint this soon after the agent's own copy there is taken as the copy's echo.
@@ -61,37 +59,6 @@ REFUSED = {errno.EACCES: "refused (open in another program, read-only or locked?
            errno.EDQUOT: "no space left (quota)",
            errno.ENAMETOOLONG: "the path is too long",
            errno.EINVAL: "the name was refused"}
-
-
-class Change(Enum):
-    """How one side of a path differs from the agreed version."""
-
-    ABSENT = "absent"
-    UNCHANGED = "unchanged"
-    CHANGED = "changed"
-    DELETED = "deleted"
-
-
-class Do(Enum):
-    """What the reconciler does with a path."""
-
-    COPY = "copy"              # source side's version to the destination side
-    DELETE = "delete"          # on the destination side (guarded, kept on Windows)
-    MERGE = "merge"            # both changed: equal content agrees, else both versions survive
-    FORGET = "forget"          # gone on both sides
-    DISOWN = "disown"          # to-windows: the tester changed the agent's copy, it is theirs now
-    KEEP_BOTH = "keep-both"    # to-windows: the NFS version goes beside the tester's file
-    NOT_SYNCED = "not-synced"  # a symlink or special file, on ``source``: reported, left alone
-
-
-@dataclass(frozen=True)
-class Action:
-    """One decision: what to do, from which side to which, and a note for the report."""
-
-    do: Do
-    source: str = ""
-    dest: str = ""
-    note: str = ""
 
 
 @dataclass
@@ -186,18 +153,6 @@ def racy(win_mtime_ns: int, now: float) -> bool:
     current time, which differs (it would be checked by content forever otherwise).
     """
     return abs(now - win_mtime_ns / 1e9) < RACY_SECONDS
-
-
-def classify(sig: Sig | None, entry: Entry | None, side: str) -> Change:
-    """Compare one side's current signature with the agreed entry."""
-    if entry is None:
-        return Change.ABSENT if sig is None else Change.CHANGED
-    if sig is None:
-        return Change.DELETED
-    if sig.is_dir and entry.is_dir:
-        return Change.UNCHANGED
-    agreed = entry.nfs_sig() if side == NFS else entry.win_sig()
-    return Change.UNCHANGED if sig == agreed else Change.CHANGED
 
 
 def conflict_name(rel: str, side: str, when: float) -> str:
@@ -789,9 +744,11 @@ class Reconciler:
                 if settled is False:
                     return None
                 busy |= settled == "busy"
-        decide = {"bidirectional": self._bidirectional, "to-nfs": self._to_nfs,
-                  "to-windows": self._to_windows}[self.settings.mode]
-        action = decide(item, entry, n, w)
+        action = decide(self.settings.mode, Facts(
+            n, w, agreed=entry is not None,
+            nfs_is_dir=item.nfs is not None and item.nfs.is_dir,
+            windows_is_dir=item.windows is not None and item.windows.is_dir,
+            by_agent=entry is not None and entry.by_agent, seeding=self.seeding))
         # One observation never destroys: a deletion is acted on once a second look, by name
         # and at least the settle time after the first, finds the path gone too.
         if action is not None and action.do is Do.DELETE and self._settled(
@@ -800,38 +757,6 @@ class Reconciler:
         if action is not None and busy:
             action = Action(action.do, action.source, action.dest, action.note or "busy")
         return action
-
-    def _bidirectional(self, item: Item, entry: Entry | None, n: Change, w: Change) -> Action:
-        if n is Change.DELETED and w is Change.DELETED:
-            return Action(Do.FORGET)
-        if n is Change.CHANGED and w is Change.CHANGED:
-            return Action(Do.MERGE)
-        if n is Change.CHANGED:
-            return Action(Do.COPY, NFS, WINDOWS, "edit-wins" if w is Change.DELETED else "")
-        if w is Change.CHANGED:
-            return Action(Do.COPY, WINDOWS, NFS, "edit-wins" if n is Change.DELETED else "")
-        return Action(Do.DELETE, dest=WINDOWS if n is Change.DELETED else NFS)
-
-    def _to_nfs(self, item: Item, entry: Entry | None, n: Change, w: Change) -> Action:
-        if item.windows is None:
-            return Action(Do.FORGET) if item.nfs is None else Action(Do.DELETE, dest=NFS)
-        return Action(Do.COPY, WINDOWS, NFS)
-
-    def _to_windows(self, item: Item, entry: Entry | None, n: Change, w: Change) -> Action | None:
-        if item.nfs is None:
-            if item.windows is None:
-                return Action(Do.FORGET)
-            if self.seeding and entry is None:
-                return Action(Do.COPY, WINDOWS, NFS)
-            owned = entry is not None and entry.by_agent and w is Change.UNCHANGED
-            return Action(Do.DELETE, dest=WINDOWS) if owned else Action(Do.FORGET)
-        if w is Change.CHANGED and n is not Change.CHANGED:
-            return Action(Do.DISOWN) if entry is not None and item.windows is not None else None
-        writable = item.windows is None or (
-            entry is not None and entry.by_agent and w is Change.UNCHANGED)
-        if writable or (item.windows.is_dir and item.nfs.is_dir):
-            return Action(Do.COPY, NFS, WINDOWS)
-        return Action(Do.KEEP_BOTH)
 
     def _replaces_folder(self, item: Item, action: Action) -> bool:
         """A file replaces a folder: its children must go first (deletions run later)."""
