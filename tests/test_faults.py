@@ -229,3 +229,29 @@ def test_full_takes_space_and_inodes_and_clear_gives_them_back(tmp_path, small_f
         (small_filesystem / "big.bin").write_bytes(os.urandom(2 << 20))
     finally:
         nfsd.stop()
+
+
+@pytest.mark.slow
+def test_what_a_full_export_refused_lands_as_soon_as_the_fault_ends(tmp_path, nfs_dir, share,
+                                                                     make_agent):
+    """The agent waits, reports, and tries again when the fault ends, not at its back-off."""
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m,nr_inodes=300", "tmpfs", str(nfs_dir)],
+                   check=True)
+    nfsd = Supervised(tmp_path, export=nfs_dir)  # the agent's state folder is the supervisor's
+    try:
+        agent = make_agent(interval=0.5).start()
+        assert nfsd.fault("set", "full")["ok"]
+        (share.backing / "dropped-while-full.txt").write_text("it waits, reported\n")
+        wait_until(lambda: [p for p in agent.status()["problems"]
+                            if p["path"] == "dropped-while-full.txt"], 30)
+        time.sleep(20)  # tried at 0, 1, 3, 7 and 15 s: the next try is 16 s away
+        assert agent.status()["fault"]["kind"] == "full"
+        assert nfsd.fault("clear")["ok"]
+        wait_until(lambda: (nfs_dir / "dropped-while-full.txt").exists(), 5)
+        assert (nfs_dir / "dropped-while-full.txt").read_text() == "it waits, reported\n"
+        time.sleep(2)
+        assert not (share.backing / BALLAST).exists()  # the ballast never reaches Windows
+        assert agent.status()["errors"] == 0
+    finally:
+        nfsd.stop()
+        subprocess.run(["umount", "-l", str(nfs_dir)], check=False)

@@ -113,6 +113,8 @@ class Agent:
         #: events seen meanwhile were not synced).
         self.rescan_nfs = False
         self.barriers: dict[str, int] = {}
+        #: Whether a fault was on at the last look (its end retries every problem at once).
+        self.fault_on = False
         #: The requests folder as last listed (mtime, inode): unchanged, it is not listed again.
         self._requests_seen: tuple[int, int] | None = None
         self._sweep: list[tuple[str, int]] = []
@@ -470,7 +472,14 @@ class Agent:
             self._side_unavailable(exc)
 
     def _retry_due(self) -> None:
-        """Try again what is pending and settled, and the problems whose back-off ran out."""
+        """Try again what is pending and settled, and the problems whose back-off ran out.
+
+        When a fault ends (`invoke fault NAS clear`), every problem is tried at once: what a
+        full or read-only export refused need not wait for its back-off.
+        """
+        fault_on, self.fault_on = self.fault_on, self._fault() is not None
+        if fault_on and not self.fault_on:
+            self.problems.retry_now({problem.path for problem in self.problems})
         due = set(self.problems.due())
         if self.reconciler.pending_paths() and self.reconciler.next_settle_check() <= time.monotonic():
             due |= self.reconciler.pending_paths()

@@ -19,6 +19,7 @@ import time
 from collections import deque
 from pathlib import Path
 
+from filesim.nas.faults import BALLAST
 from filesim.sync.process import Backoff, die_with_parent
 from filesim.sync.tree import Tree
 
@@ -117,7 +118,7 @@ class NfsEvents:
         """Start watching; True once every folder is watched. A failure is logged, not raised."""
         command = ["inotifywait", "--monitor", "--recursive", "--no-dereference",
                    "--format", "%e %w%f%0", "--no-newline", "--event", EVENTS,
-                   "--exclude", exclude(self.tree.temp), str(self.root)]
+                   "--exclude", exclude(self.tree.temp, str(self.root)), str(self.root)]
         if self.requests is not None:
             command.append(str(self.requests))
         try:
@@ -200,8 +201,7 @@ class NfsEvents:
             self.events.put(RESCAN)  # the kernel dropped events, or the export itself changed
             return
         rel = os.fsdecode(path[len(prefix):])
-        parent, _, name = rel.rpartition("/")
-        if self.tree.ignored(parent, name):
+        if self.tree.ignored_path(rel):
             return
         if b"CLOSE_WRITE" in kinds or b"MOVED_TO" in kinds:
             self.complete.add(rel)
@@ -210,7 +210,16 @@ class NfsEvents:
         self.events.put(rel)
 
 
-def exclude(temp: str) -> str:
-    """Inotifywait's --exclude for the agent's own temp files (POSIX extended regex, whole path)."""
-    return "/" + temp.replace(".", r"\.") + "[^/]*$"  # the prefix is dots, letters, digits, '-'
+def exclude(temp: str, root: str) -> str:
+    """Inotifywait's --exclude (POSIX extended regex, whole path).
+
+    It leaves out the agent's own temp files, and the ballast of a ``full`` fault (a quarter
+    of a million files, none of them to sync).
+    """
+    return f"/{_literal(temp)}[^/]*$|^{_literal(f'{root}/{BALLAST}')}(/|$)"
+
+
+def _literal(text: str) -> str:
+    """``text`` matched as it is by a POSIX extended regex."""
+    return "".join(f"\\{c}" if c in ".[]()*+?{}|^$\\" else c for c in text)
 

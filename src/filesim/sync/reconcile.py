@@ -360,9 +360,8 @@ class Reconciler:
         worth = set()
         now = self.clock()
         for name in names:
-            parent, _, last = name.rpartition("/")
-            if tree.ignored(parent, last):
-                continue  # the agent's own temp files (and on Windows, its marker and folder)
+            if tree.ignored_path(name):
+                continue  # the agent's own files, a fault's ballast (on Windows: marker, folder)
             path = name if side == NFS else state.path_of_win(name)
             agreed = None if path is None else (
                 state.nfs_hash(path) if side == NFS else state.win_hash(name))

@@ -221,6 +221,12 @@ class Tree:
             return False
         return name.casefold() in ROOT_RESERVED if self.windows else name == BALLAST
 
+    def ignored_path(self, rel: str) -> bool:
+        """Whether ``rel`` is, or is below, an entry the agent never syncs (events name both)."""
+        parent, _, name = rel.rpartition("/")
+        top = rel.partition("/")[0]
+        return self.ignored(parent, name) or (top != rel and self.ignored("", top))
+
     def under_unreadable(self, rel: str) -> bool:
         """Whether ``rel`` is, or is below, a folder this side refused to show."""
         return _below(rel, self.unreadable)
