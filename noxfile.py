@@ -57,6 +57,14 @@ def e2e(session: nox.Session) -> None:
 
 
 @nox.session(default=False)
+def mutants(session: nox.Session) -> None:
+    """Mutation testing of the pure rules (plan.py, guard.py; [tool.mutmut]): what survives."""
+    session.install("-e", ".[test]", "mutmut>=3.3")
+    session.run("mutmut", "run")
+    session.run("mutmut", "results")
+
+
+@nox.session(default=False)
 def bench(session: nox.Session) -> None:
     """Synth time for 7 and 100 NAS servers against a bare cdk8s app (figures, no asserts)."""
     session.install("-e", ".")

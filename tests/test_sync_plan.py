@@ -7,7 +7,20 @@ from pathlib import Path
 
 import pytest
 
-from filesim.sync.plan import MODES, NFS, WINDOWS, Action, Change, Do, Facts, bidirectional_table, decide
+from filesim.sync.plan import (
+    MODES,
+    NFS,
+    WINDOWS,
+    Action,
+    Change,
+    Do,
+    Facts,
+    bidirectional_table,
+    classify,
+    decide,
+)
+from filesim.sync.state import agreed_entry
+from filesim.sync.tree import Kind, Sig
 
 U, C, D, A = Change.UNCHANGED, Change.CHANGED, Change.DELETED, Change.ABSENT
 DESIGN = Path(__file__).parents[1] / "docs" / "design.md"
@@ -29,8 +42,40 @@ def every_fact() -> list[Facts]:
 FACTS = every_fact()
 
 
+W2N, N2W = Action(Do.COPY, WINDOWS, NFS), Action(Do.COPY, NFS, WINDOWS)
+DEL_NFS, DEL_WIN = Action(Do.DELETE, dest=NFS), Action(Do.DELETE, dest=WINDOWS)
+FORGET, KEEP_BOTH, DISOWN = Action(Do.FORGET), Action(Do.KEEP_BOTH), Action(Do.DISOWN)
+
+#: (mode, NFS, Windows, expected, what else is known): the one-way modes' rows, as data.
+ROWS = [
+    ("to-nfs", U, C, W2N, {}), ("to-nfs", C, C, W2N, {}), ("to-nfs", D, C, W2N, {}),
+    ("to-nfs", A, C, W2N, {"agreed": False}), ("to-nfs", C, U, W2N, {}),
+    ("to-nfs", D, U, W2N, {}), ("to-nfs", U, D, DEL_NFS, {}), ("to-nfs", C, D, DEL_NFS, {}),
+    ("to-nfs", C, A, DEL_NFS, {"agreed": False}), ("to-nfs", D, D, FORGET, {}),
+    # to-windows: only the agent's own copy, untouched since, is replaced or deleted
+    ("to-windows", C, U, N2W, {"by_agent": True}), ("to-windows", C, U, KEEP_BOTH, {}),
+    ("to-windows", C, U, N2W, {"nfs_is_dir": True, "windows_is_dir": True}),
+    ("to-windows", C, C, KEEP_BOTH, {"by_agent": True}),
+    ("to-windows", C, C, N2W, {"nfs_is_dir": True, "windows_is_dir": True}),
+    ("to-windows", C, A, N2W, {"agreed": False}), ("to-windows", C, D, N2W, {}),
+    ("to-windows", U, D, N2W, {}), ("to-windows", C, C, KEEP_BOTH, {"agreed": False}),
+    ("to-windows", U, C, DISOWN, {"by_agent": True}), ("to-windows", D, C, FORGET, {"by_agent": True}),
+    ("to-windows", D, U, DEL_WIN, {"by_agent": True}), ("to-windows", D, U, FORGET, {}),
+    ("to-windows", D, D, FORGET, {}), ("to-windows", A, C, FORGET, {"agreed": False}),
+    ("to-windows", A, C, W2N, {"agreed": False, "seeding": True}),
+    ("to-windows", D, U, DEL_WIN, {"by_agent": True, "seeding": True}),
+]
+
+
+@pytest.mark.parametrize(("mode", "n", "w", "expected", "known"), ROWS)
+def test_each_row_of_the_one_way_modes(mode, n, w, expected, known):
+    assert decide(mode, Facts(n, w, **{"agreed": True, **known})) == expected
+
+
 def test_docs_design_shows_the_table_the_agent_uses():
-    assert bidirectional_table() in DESIGN.read_text()
+    table = bidirectional_table()
+    assert table.startswith("| NFS \\ Windows | unchanged | changed | deleted |\n|---|")
+    assert table in DESIGN.read_text()
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -86,3 +131,19 @@ def test_one_way_modes_never_write_where_they_only_read():
 def test_an_unknown_mode_is_refused():
     with pytest.raises(ValueError, match="unknown mode"):
         decide("both-ways", Facts(C, A, agreed=False))
+
+
+def test_classify_compares_each_side_with_its_own_agreed_signature():
+    nfs = Sig(Kind.FILE, 10, 1_000, 7, 2_000, False)
+    windows = Sig(Kind.FILE, 10, 1_000_000_000, 0, 0, False)
+    entry = agreed_entry("a.txt", nfs, windows, "sha", by_agent=False)
+    assert classify(nfs, entry, NFS) is U and classify(windows, entry, WINDOWS) is U
+    assert classify(windows, entry, NFS) is C  # the other side's signature is not this one's
+    assert classify(nfs._replace(ctime_ns=2_001), entry, NFS) is C  # an edit keeping size and mtime
+    assert classify(windows._replace(size=11), entry, WINDOWS) is C
+    assert classify(None, entry, NFS) is D and classify(None, None, WINDOWS) is A
+    assert classify(nfs, None, NFS) is C  # new
+    folder = Sig(Kind.DIR, 4096, 5, 9, 5, False)
+    agreed_folder = agreed_entry("d", folder, folder, None, by_agent=False)
+    assert classify(folder._replace(mtime_ns=6, ino=10), agreed_folder, NFS) is U  # its files tell
+    assert classify(nfs, agreed_folder, NFS) is C  # a file where the folder was

@@ -118,8 +118,8 @@ def decide(mode: str, facts: Facts) -> Action | None:
         # Only the agent's own copy, untouched since, is deleted; a tester's file stays.
         owned = facts.agreed and facts.by_agent and w is U
         return Action(Do.DELETE, dest=WINDOWS) if owned else Action(Do.FORGET)
-    if w is C and n is not C:
-        return Action(Do.DISOWN) if facts.agreed else None
+    if w is C and n is not C:  # the tester changed the agent's copy: theirs now
+        return Action(Do.DISOWN)
     writable = not on_windows or (facts.agreed and facts.by_agent and w is U)
     if writable or (facts.windows_is_dir and facts.nfs_is_dir):
         return TO_WINDOWS
