@@ -473,4 +473,5 @@ def test_an_idle_agent_writes_no_log_line_between_its_summaries(share, nfs_dir, 
     time.sleep(1)
     before = len(agent.log_events())
     time.sleep(20)
+    assert agent.process.poll() is None, "the agent died: its silence proves nothing"
     assert agent.log_events()[before:] == []  # per-pass lines are debug; a summary comes a minute

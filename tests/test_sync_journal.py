@@ -16,6 +16,7 @@ import time
 import pytest
 from harness import WatcherProcess, wait_until
 
+from filesim.sync.items import RACY_SECONDS
 from filesim.sync.journal import (
     FOLLOW_EVERY,
     JOURNAL,
@@ -25,7 +26,6 @@ from filesim.sync.journal import (
     JournalReader,
     JournalWriter,
 )
-from filesim.sync.reconcile import RACY_SECONDS
 
 
 @pytest.fixture

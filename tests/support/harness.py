@@ -172,8 +172,9 @@ class AgentProcess:
 
 
 def cpu_seconds(pid: int) -> float:
-    """CPU time (user + system) a process has used."""
+    """CPU time (user + system) a live process has used (a dead one fails the test)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    assert fields[0] not in ("Z", "X"), f"process {pid} has ended: its CPU time proves nothing"
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 

@@ -15,11 +15,12 @@ from typing import Any
 from filesim.nas import faults
 from filesim.sync import status as protocol
 from filesim.sync.inotify import REQUESTS_CHANGED, RESCAN, Events, NfsEvents
+from filesim.sync.items import Settings as Decisions
 from filesim.sync.journal import JOURNAL, STALE, JournalReader
 from filesim.sync.names import display
+from filesim.sync.plan import NFS, WINDOWS
 from filesim.sync.problems import Problems
-from filesim.sync.reconcile import NFS, WINDOWS, Reconciler
-from filesim.sync.reconcile import Settings as Decisions
+from filesim.sync.reconcile import Reconciler
 from filesim.sync.schedule import SAFETY_SHARE, ScanCost
 from filesim.sync.settings import Settings
 from filesim.sync.state import State

@@ -12,8 +12,8 @@ from pathlib import Path
 
 from filesim.sync import status as protocol
 from filesim.sync.agent import EXIT_SHARE_LOST, Agent, ShareLost
+from filesim.sync.items import NAME_POLICIES
 from filesim.sync.plan import MODES
-from filesim.sync.reconcile import NAME_POLICIES
 from filesim.sync.settings import Settings
 from filesim.sync.tree import is_filesystem_root
 from filesim.sync.versions import Versions, nfs_versions
