@@ -136,10 +136,10 @@ class PodmanEngine(Engine):
             pod = pods.get(self.pod_name(nas.name))
             if pod is not None and (pod.get("Labels") or {}).get(SPEC_LABEL) == spec \
                     and self._all_running(pod):
-                if (self.final_status(nas.name) or {}).get("share_mounted") is not False:
+                if self._sees_its_folder(nas.name, pod):
                     progress(f"{nas.name}: unchanged")
                     continue
-                # Its folder was deleted and made again: the pod still sees the old one.
+                # The data root was deleted and made again: the pod still sees the old one.
                 progress(f"{nas.name}: its agent does not see the Windows folder: restarting it")
             self._export_fs("prepare", nas.name, str(to_bytes(nas.storage.size_limit)),
                             str(nas.storage.max_files))
@@ -185,6 +185,19 @@ class PodmanEngine(Engine):
             output.seek(0)
             if play.returncode != 0:
                 raise CommandError(argv, play.returncode, output.read().decode(errors="replace"))
+
+    def _sees_its_folder(self, nas: str, pod: dict[str, Any]) -> bool:
+        """Whether the pod's sync container sees this NAS folder's marker, as it is here.
+
+        Read through the container's root (/proc/PID/root), at once: the agent's own status
+        says so only after its next full pass, which with the watcher may be a minute away.
+        """
+        sync = next((c for c in pod.get("Containers", []) if c["Names"].endswith("-sync")), {})
+        seen = Path(f"/proc/{sync.get('Pid', 0)}/root{WINDOWS_ROOT_DIR}/{nas}/{MARKER}")
+        try:
+            return seen.read_bytes() == (self.data_root / nas / MARKER).read_bytes()
+        except OSError:
+            return False
 
     @staticmethod
     def _all_running(pod: dict[str, Any]) -> bool:
