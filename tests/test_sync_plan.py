@@ -147,3 +147,15 @@ def test_classify_compares_each_side_with_its_own_agreed_signature():
     agreed_folder = agreed_entry("d", folder, folder, None, by_agent=False)
     assert classify(folder._replace(mtime_ns=6, ino=10), agreed_folder, NFS) is U  # its files tell
     assert classify(nfs, agreed_folder, NFS) is C  # a file where the folder was
+
+
+def test_the_plan_imports_nothing_that_does_io_or_tells_time():
+    import ast
+
+    import filesim.sync.plan as plan
+
+    tree = ast.parse(Path(plan.__file__).read_text())
+    runtime = [node for node in tree.body if isinstance(node, ast.Import | ast.ImportFrom)]
+    names = {alias.name for node in runtime if isinstance(node, ast.Import) for alias in node.names}
+    names |= {node.module for node in runtime if isinstance(node, ast.ImportFrom)}
+    assert names <= {"__future__", "dataclasses", "enum", "typing"}, names

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
+from typing import TYPE_CHECKING
 
-from filesim.sync.state import Entry
-from filesim.sync.tree import Sig
+if TYPE_CHECKING:  # types only: the plan does no I/O
+    from filesim.sync.state import Entry
+    from filesim.sync.tree import Sig
 
 NFS, WINDOWS = "nfs", "windows"
 MODES = ("bidirectional", "to-windows", "to-nfs")
