@@ -285,8 +285,12 @@ def test_mass_deletion_is_held_until_released(share, nfs_dir, make_agent):
     assert sorted(tree_files(share.backing)) == sorted(f"f{i}" for i in range(21, 30))
 
 
-def test_sigterm_flushes_pending_changes_within_two_seconds(share, nfs_dir, make_agent):
-    agent = make_agent(settle=5, interval=5).start()
+def test_sigterm_flushes_pending_changes_well_within_the_stop_grace(share, nfs_dir, make_agent):
+    """podman's `pod stop` waits 15 s before it kills: the flush (budget 1.5 s) ends long before.
+
+    The loop would sleep 30 s to its next deadline if SIGTERM did not wake it.
+    """
+    agent = make_agent(settle=30, interval=30).start()
 
     (nfs_dir / "last-words.txt").write_text("written just before shutdown\n")
     time.sleep(0.2)
@@ -295,7 +299,7 @@ def test_sigterm_flushes_pending_changes_within_two_seconds(share, nfs_dir, make
     elapsed = time.monotonic() - started
 
     assert code == 0
-    assert elapsed < 2.0
+    assert elapsed < 7.5  # half the grace: a loose limit (the budget's figure is the agent's)
     assert (share.backing / "last-words.txt").read_text() == "written just before shutdown\n"
     assert agent.status()["stopped"] is True
 
