@@ -110,7 +110,7 @@ class TwoSidedUsers(RuleBasedStateMachine):
 
     def teardown(self):
         if getattr(self, "agent", None) is not None:
-            self.agent.state.close()
+            self.agent.close()
             shutil.rmtree(self.base, ignore_errors=True)
 
     # -- what users do -------------------------------------------------------------------
@@ -187,7 +187,7 @@ class TwoSidedUsers(RuleBasedStateMachine):
         except Crash:
             pass
         finally:
-            self.agent.state.close()
+            self.agent.close()
             self.agent = None
             gc.collect()  # the killed pass's half-run generators end while calls still fail
             tree_module.os = versions_module.os = os

@@ -159,6 +159,11 @@ class Agent:
         self._requests.mkdir(exist_ok=True)  # inotifywait watches it with the export
         self._share_mounted()
 
+    def close(self) -> None:
+        """Release the state database and the event pipe (the agent is done)."""
+        self.state.close()
+        self.events.close()
+
     def _move_old_versions(self) -> None:
         """Versions an older agent kept inside the NAS folder move beside it (once)."""
         old = self.settings.windows / FOLDER

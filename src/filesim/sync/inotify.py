@@ -46,6 +46,12 @@ class Events:
         self._poller.register(self._wake_read, select.POLLIN)
         self._also: int | None = None
 
+    def close(self) -> None:
+        """Close the pipe (an agent run in a process of others: tests, a one-shot)."""
+        for fd in (self._wake_read, self._wake_write):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
     def wake_on(self, fd: int | None) -> None:
         """Also end a wait when ``fd`` is readable (one at a time; None: no other)."""
         if self._also is not None:
