@@ -54,7 +54,7 @@ def test_a_seed_into_an_export_out_of_inodes_names_it_once_and_ends_well(small_e
 
 
 def test_the_seed_shows_its_progress_in_status_as_it_goes(share, nfs_dir, make_agent):
-    for i in range(3000):
+    for i in range(6000):
         folder = share.backing / f"d{i // 500}"
         folder.mkdir(exist_ok=True)
         (folder / f"f{i:04}.dat").write_bytes(os.urandom(512))
@@ -68,10 +68,10 @@ def test_the_seed_shows_its_progress_in_status_as_it_goes(share, nfs_dir, make_a
             time.sleep(0.05)
     assert seed.returncode == 0
     copying = [s for s in seen if s["phase"] == "copying"]
-    assert copying and all(s["files_total"] == 3000 for s in copying)
+    assert copying and all(s["files_total"] == 6000 for s in copying)
     done = [s["files_done"] for s in copying]
     assert done == sorted(done) and len(set(done)) >= 2, done  # it moved while it ran
     final = read_status(agent.state, SEED_FILE)
-    assert final["phase"] == "done" and final["files_done"] == 3000 and final["errors"] == 0
+    assert final["phase"] == "done" and final["files_done"] == 6000 and final["errors"] == 0
     assert 0 < final["peak_rss_mib"] < 128
-    assert len(list(Path(nfs_dir).rglob("*.dat"))) == 3000
+    assert len(list(Path(nfs_dir).rglob("*.dat"))) == 6000
