@@ -13,6 +13,8 @@ nox.options.reuse_venv = "yes"
 ROOT = Path(__file__).parent
 EXTRAS = nox.project.load_toml(ROOT / "pyproject.toml")["project"]["optional-dependencies"]
 BENCHMARKS = ("synth.py", "sync.py", "podman.py")
+#: The 9p-like FUSE share the sync benchmark seeds over (tests/support/ninepfs.py) runs on it.
+FUSE = next(r for r in EXTRAS["test"] if r.startswith("mfusepy"))
 SHELL_SCRIPTS = [".ci/run", *sorted(str(p.relative_to(ROOT)) for p in ROOT.glob("scripts/*.sh"))]
 
 
@@ -74,7 +76,7 @@ def bench(session: nox.Session) -> None:
 @nox.session(name="bench-sync", default=False)
 def bench_sync(session: nox.Session) -> None:
     """The sync agent against the research's rsync loop: latency, idle cost, seed."""
-    session.install("-e", ".")
+    session.install("-e", ".", FUSE)
     session.run("python", "benchmarks/sync.py", *session.posargs)
 
 
@@ -88,6 +90,6 @@ def bench_podman(session: nox.Session) -> None:
 @nox.session(name="bench-smoke", default=False)
 def bench_smoke(session: nox.Session) -> None:
     """Every benchmark in a tiny configuration: proves they run (CI), gives no figures."""
-    session.install("-e", ".")
+    session.install("-e", ".", FUSE)
     for script in BENCHMARKS:
         session.run("python", f"benchmarks/{script}", "--smoke")

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import itertools
 import json
 import os
@@ -486,6 +487,9 @@ def main() -> None:
         args.idle_seconds, args.seed_mb, args.loops, args.seed_runs = 1, 4, [1], 1
         args.share_files = 200
     require("rsync", "cp", "tar", "inotifywait", "fusermount3")
+    if "share" in args.only.split(",") and importlib.util.find_spec("mfusepy") is None:
+        fail("the share section needs mfusepy (the 9p-like share's FUSE binding): run it with "
+             "`nox -s bench-sync`, which installs it")
     config = (f"--changes {args.changes} --latency-files {','.join(map(str, args.latency_files))} "
               f"--sizes {','.join(map(str, args.sizes))} --initial-files {args.initial_files} "
               f"--idle-seconds {args.idle_seconds:g} --seed-mb {args.seed_mb} "
