@@ -255,3 +255,15 @@ def test_what_a_full_export_refused_lands_as_soon_as_the_fault_ends(tmp_path, nf
     finally:
         nfsd.stop()
         subprocess.run(["umount", "-l", str(nfs_dir)], check=False)
+
+
+def test_a_clients_own_folder_named_like_the_ballast_is_neither_removed_nor_ignored(tmp_path):
+    from filesim.sync.tree import Tree
+
+    export = tmp_path / "export"
+    (export / BALLAST).mkdir(parents=True)
+    (export / BALLAST / "mine.txt").write_text("a client's file\n")
+    nfsd = Supervised(tmp_path, export=export)  # a start clears a ballast left by a stop
+    nfsd.stop()
+    assert (export / BALLAST / "mine.txt").read_text() == "a client's file\n"
+    assert not Tree(export, "nfs").ignored("", BALLAST)

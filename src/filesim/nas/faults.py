@@ -35,6 +35,9 @@ APPLIED_FILE = "fault-applied.json"
 MAX_DURATION = 7 * 86400
 #: What `full` puts at the top of the export (the sync agent leaves it alone).
 BALLAST = ".filesim-full"
+#: Written into the ballast folder first: only a folder holding it is the ballast (an NFS
+#: client's own folder of that name is neither ignored nor removed).
+BALLAST_MARK = "made-by-filesim-nfs"
 
 
 @dataclass(frozen=True)

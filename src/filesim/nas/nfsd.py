@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 
 from filesim.nas import faults
-from filesim.nas.faults import APPLIED_FILE, BALLAST, Fault
+from filesim.nas.faults import APPLIED_FILE, BALLAST, BALLAST_MARK, Fault
 
 POLL = 0.2
 #: Seconds ganesha has to listen after a start, and to end after SIGTERM.
@@ -242,6 +242,7 @@ def fill(export: Path) -> None:
     """
     ballast = export / BALLAST
     ballast.mkdir(mode=0o755, exist_ok=True)
+    (ballast / BALLAST_MARK).touch()
     spaces = [os.open(ballast / f"space{k:02}", os.O_CREAT | os.O_WRONLY, 0o444) for k in range(16)]
     try:
         for n in range(os.statvfs(export).f_ffree + 1):
@@ -270,8 +271,9 @@ def fill(export: Path) -> None:
 
 
 def unfill(export: Path) -> None:
-    """Give back what ``fill`` took."""
-    shutil.rmtree(export / BALLAST, ignore_errors=True)
+    """Give back what ``fill`` took: only a folder ``fill`` marked (never a client's own)."""
+    if (export / BALLAST / BALLAST_MARK).is_file():
+        shutil.rmtree(export / BALLAST, ignore_errors=True)
 
 
 # -- the supervisor ----------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from enum import IntEnum
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from filesim.nas.faults import BALLAST
+from filesim.nas.faults import BALLAST, BALLAST_MARK
 from filesim.sync.names import case_key
 from filesim.sync.status import HIDDEN, MARKER
 
@@ -219,7 +219,9 @@ class Tree:
             return True
         if directory:
             return False
-        return name.casefold() in ROOT_RESERVED if self.windows else name == BALLAST
+        if self.windows:
+            return name.casefold() in ROOT_RESERVED
+        return name == BALLAST and os.path.isfile(os.path.join(self.root, BALLAST, BALLAST_MARK))
 
     def ignored_path(self, rel: str) -> bool:
         """Whether ``rel`` is, or is below, an entry the agent never syncs (events name both)."""
