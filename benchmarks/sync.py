@@ -95,6 +95,14 @@ class Workspaces:
             self.drop(files)
 
 
+
+def fresh_run(base: Path, mode: str) -> tuple[Path, Path]:
+    """Empty destination and state folders for one run of ``mode`` (not yet made)."""
+    dest, state = base / f"dest-{mode}", base / f"state-{mode}"
+    shutil.rmtree(dest, ignore_errors=True)
+    shutil.rmtree(state, ignore_errors=True)
+    return dest, state
+
 def start_agent(nfs: Path, windows: Path, state: Path, interval: float = 2.0) -> subprocess.Popen:
     """An agent over an agreed tree; returns once its first pass is done and nothing is pending.
 
@@ -337,9 +345,7 @@ def bench_initial(args) -> list[str]:
     try:
         for _ in range(args.seed_runs):
             for mode in times:
-                dest, state = base / f"dest-{mode}", base / f"state-{mode}"
-                shutil.rmtree(dest, ignore_errors=True)
-                shutil.rmtree(state, ignore_errors=True)
+                dest, state = fresh_run(base, mode)
                 os.sync()
                 started = time.perf_counter()
                 if mode == "cp":
@@ -424,9 +430,7 @@ def bench_share(args) -> list[str]:
         ops: dict[str, dict[str, int]] = {}
         for _ in range(args.seed_runs):
             for mode in times:
-                dest, state = base / f"dest-{mode}", base / f"state-{mode}"
-                shutil.rmtree(dest, ignore_errors=True)
-                shutil.rmtree(state, ignore_errors=True)
+                dest, state = fresh_run(base, mode)
                 dest.mkdir()
                 os.sync()
                 before = share.stats()["ops"]
