@@ -387,7 +387,7 @@ class Agent:
                              nfs=nfs.changed if nfs else None,
                              nfs_deleted=nfs.deleted if nfs else set(), chunked=self._chunks > 0)
                 reconcile(items)
-        except SideUnavailable as exc:
+        except (SideUnavailable, OSError) as exc:  # any error left: the pass is tried again
             self._side_unavailable(exc)
             return
         finally:
@@ -474,7 +474,7 @@ class Agent:
                 if missed.changed or missed.deleted:
                     self.reconciler.reconcile(self.reconciler.observe(
                         missed.changed.keys() | missed.deleted))
-        except SideUnavailable as exc:
+        except (SideUnavailable, OSError) as exc:  # any error left: the pass is tried again
             self._side_unavailable(exc)
 
     def _retry_due(self) -> None:
@@ -536,7 +536,7 @@ class Agent:
                 raise ShareLost(f"{self.settings.windows} unreachable for {SHARE_LOST_AFTER:.0f}s") \
                     from None
 
-    def _side_unavailable(self, exc: SideUnavailable) -> None:
+    def _side_unavailable(self, exc: Exception) -> None:
         self.log.error("side unavailable", extra={"error": str(exc)})
         if not self.windows.root.exists():
             self._check_share_lost()

@@ -164,6 +164,9 @@ class Observer:
         reported in a chunk, if at all, so it is looked up, not taken as agreed.
         """
         self._listings.clear()
+        root_problem = self.problems.get("")
+        if root_problem is not None and (windows, nfs)[root_problem.side == NFS] is not None:
+            self.problems.resolve("")  # the poll listed the root: its refusal is over
         if windows is not None:
             windows_deleted = self._look_again(WINDOWS, windows, windows_deleted)
         if nfs is not None:
@@ -270,8 +273,7 @@ class Observer:
             try:
                 differs = self.trees[WINDOWS].hash(entry.win) != entry.sha
             except OSError:
-                self.racy.discard(path)
-                continue
+                continue  # looked at again next pass: an unseen edit must not be forgotten
             if differs:
                 self.forced.add(path)
                 self.racy.discard(path)

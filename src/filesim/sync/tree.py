@@ -52,6 +52,16 @@ ROOT_RESERVED = (MARKER.casefold(), HIDDEN.casefold())
 DENIED = (errno.EACCES, errno.EPERM)
 
 
+def close_quietly(fd: int) -> None:
+    """Close a folder, or a file only read: no written data is at stake.
+
+    Linux releases the descriptor even when close reports an error; a written file's close
+    is checked where it is written.
+    """
+    with contextlib.suppress(OSError):
+        os.close(fd)
+
+
 class Kind(IntEnum):
     """What an entry is."""
 
@@ -297,12 +307,12 @@ class Tree:
                             os.chmod(part, self.dir_mode, dir_fd=fd)
                     child = os.open(part, DIR_FLAGS, dir_fd=fd)
             except OSError as exc:
-                os.close(fd)
+                close_quietly(fd)
                 if exc.errno in (errno.ELOOP, errno.ENOTDIR):
                     raise Blocked(exc.errno, f"{part} is not a folder on the {self.name} side",
                                   rel) from None
                 raise
-            os.close(fd)
+            close_quietly(fd)
             fd = child
         return fd
 
@@ -345,7 +355,7 @@ class Tree:
         """Close the folders :meth:`walk_dir` cached (a folder may move between batches)."""
         folders, self._folders = self._folders, {}
         for fd in folders.values():
-            os.close(fd)
+            close_quietly(fd)
 
     def stat(self, rel: str) -> Sig | None:
         """The signature of one entry (exact name, symlinks not followed), or None if absent.
@@ -379,7 +389,7 @@ class Tree:
                 self.unreadable.add(parent)
             return None
         finally:
-            os.close(fd)
+            close_quietly(fd)
 
     def _stat_afresh(self, rel: str) -> Sig | None:
         """``stat`` through a walk from the root, whatever this batch keeps open."""
@@ -482,11 +492,16 @@ class Tree:
                     gc.disable()
                 prefix = f"{directory}/" if directory else ""
                 for name in names:
+                    path = prefix + name
                     try:
                         st = stat_at(name, dir_fd=fd, follow_symlinks=False)
                     except FileNotFoundError:
                         continue
-                    path = prefix + name
+                    except OSError as exc:
+                        if exc.errno not in DENIED:
+                            raise SideUnavailable(f"{self.name}: {exc}") from exc
+                        walk.refused.add(path)  # unknown, not deleted: a problem of its own
+                        continue
                     total += 1
                     have = agreed(path)
                     if have is not None:
@@ -561,7 +576,7 @@ class Tree:
                     continue
                 yield current, names, fd
             finally:
-                os.close(fd)
+                close_quietly(fd)
 
     def listing(self, rel: str) -> list[str]:
         """The exact names in the folder ``rel`` (ignored ones left out); [] if it is missing."""
@@ -582,7 +597,7 @@ class Tree:
                 return []
             raise
         finally:
-            os.close(fd)
+            close_quietly(fd)
 
     def hash(self, rel: str, limit: int | None = None) -> str:
         """The content hash of one file (of its first ``limit`` bytes if given).
@@ -604,7 +619,7 @@ class Tree:
                 raise NotAFile(errno.EINVAL, "not a regular file now (a FIFO, device or folder?)", rel)
             return digest.hexdigest()
         finally:
-            os.close(fd)
+            close_quietly(fd)
 
     def _open_file(self, rel: str) -> int:
         """An fd to read ``rel``, opened without blocking.
@@ -617,7 +632,7 @@ class Tree:
         try:
             return open_regular(name, fd, check=False)
         finally:
-            os.close(fd)
+            close_quietly(fd)
 
     # -- writing -----------------------------------------------------------------------------
 
@@ -708,12 +723,12 @@ class Tree:
                 raise DestinationChanged(dest)
             return Copied(new, sha, copied_sig)
         finally:
-            os.close(src_fd)
+            close_quietly(src_fd)
             if out_dir is not None:
                 if temp is not None:
                     with contextlib.suppress(FileNotFoundError):
                         os.unlink(temp, dir_fd=out_dir)
-                os.close(out_dir)
+                close_quietly(out_dir)
 
     def _expect(self, dir_fd: int, rel: str, expected: Sig | None, sha: str | None) -> None:
         """Raise DestinationChanged unless ``rel`` is what was last seen (absent if None)."""
@@ -746,7 +761,7 @@ class Tree:
 
     def mkdir(self, rel: str) -> Sig:
         """Create a folder (and its parents) with ``dir_mode``; return its signature."""
-        os.close(self.walk_dir(rel, create=True))
+        close_quietly(self.walk_dir(rel, create=True))
         self._wrote(*_parents(rel))
         sig = self.stat(rel)
         if sig is None or not sig.is_dir:
@@ -770,9 +785,9 @@ class Tree:
                 self._wrote(old_parent, new_parent)
                 return self.sig(os.stat(new_name, dir_fd=dst, follow_symlinks=False))
             finally:
-                os.close(dst)
+                close_quietly(dst)
         finally:
-            os.close(src)
+            close_quietly(src)
 
     def remove(self, rel: str, expected: Sig, sha: str | None = None) -> bool:
         """Delete a file, or an empty folder, if it still is ``expected``; True if gone.
@@ -806,7 +821,7 @@ class Tree:
                     raise
             return True
         finally:
-            os.close(fd)
+            close_quietly(fd)
 
     def set_readonly(self, rel: str, readonly: bool) -> Sig:
         """Make one file read-only or writable; return its new signature."""
@@ -817,7 +832,7 @@ class Tree:
             os.chmod(name, base & ~0o222 if readonly else base | 0o200, dir_fd=fd)
             return self.sig(os.stat(name, dir_fd=fd, follow_symlinks=False))
         finally:
-            os.close(fd)
+            close_quietly(fd)
 
     # -- the whole tree ----------------------------------------------------------------------
 
@@ -856,7 +871,7 @@ class Tree:
         except SideUnavailable:
             return self.case_insensitive
         try:
-            os.close(os.open(probe + "a", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600, dir_fd=fd))
+            close_quietly(os.open(probe + "a", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600, dir_fd=fd))
             try:
                 os.stat(probe.upper() + "A", dir_fd=fd, follow_symlinks=False)
                 self.case_insensitive = True
@@ -868,7 +883,7 @@ class Tree:
         except OSError:
             pass
         finally:
-            os.close(fd)
+            close_quietly(fd)
         return self.case_insensitive
 
     def remove_temp_files(self) -> int:
@@ -916,7 +931,7 @@ def open_regular(name: str, dir_fd: int, *, check: bool = True) -> int:
         if check and not stat.S_ISREG(os.fstat(fd).st_mode):
             raise NotAFile(errno.EINVAL, "not a regular file now (a FIFO, device or folder?)", name)
     except BaseException:
-        os.close(fd)
+        close_quietly(fd)
         raise
     return fd
 

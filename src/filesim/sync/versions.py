@@ -29,7 +29,7 @@ from pathlib import Path, PurePosixPath
 
 from filesim.sync.names import MAX_COMPONENT, MAX_PATH
 from filesim.sync.status import HIDDEN
-from filesim.sync.tree import open_regular
+from filesim.sync.tree import close_quietly, open_regular
 
 #: The Windows side's versions of NAS ``<nas>`` are in ``<data root>/.filesim/versions/<nas>``.
 FOLDER = f"{HIDDEN}/versions"
@@ -116,7 +116,7 @@ class Versions:
         try:
             base = self._place(dir_fd, name, target_dir, base, replacing)
         finally:
-            os.close(target_dir)
+            close_quietly(target_dir)
         kept = Version(rel, f"{parent}/{base}" if parent else base, at, size)
         if not replacing:
             self._append(kept)
@@ -252,7 +252,7 @@ class Versions:
                 _copy_at(source, base, staging, temp)
             finally:
                 if source != staging:
-                    os.close(source)
+                    close_quietly(source)
             into = os.open(target.parent, os.O_RDONLY | os.O_DIRECTORY)
             try:
                 kept = None
@@ -267,11 +267,11 @@ class Versions:
                 if kept is not None:
                     kept.commit()
             finally:
-                os.close(into)
+                close_quietly(into)
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(temp, dir_fd=staging)
-            os.close(staging)
+            close_quietly(staging)
         return chosen
 
     def prune_if_due(self) -> int:
@@ -335,4 +335,4 @@ def _copy_at(src_dir: int, name: str, dst_dir: int, target: str) -> None:
         finally:
             os.close(out)
     finally:
-        os.close(src)
+        close_quietly(src)
