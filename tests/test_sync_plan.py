@@ -158,4 +158,5 @@ def test_the_plan_imports_nothing_that_does_io_or_tells_time():
     runtime = [node for node in tree.body if isinstance(node, ast.Import | ast.ImportFrom)]
     names = {alias.name for node in runtime if isinstance(node, ast.Import) for alias in node.names}
     names |= {node.module for node in runtime if isinstance(node, ast.ImportFrom)}
+    names = {n for n in names if not n.startswith("mutmut.")}  # `nox -s mutants` copies it
     assert names <= {"__future__", "dataclasses", "enum", "typing"}, names

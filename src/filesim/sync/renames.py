@@ -22,22 +22,30 @@ class Renames:
         files match by name, size and mtime; a name that changed only in case.
         """
         done = self._case_renames(items)
+
+        def moved(item: Item) -> bool:
+            """Renamed in this batch, or below a folder that was: the item is out of date."""
+            return any(p in done for p in (item.path, *ancestors(item.path)))
+
         for side in (NFS, WINDOWS):
             # Keys can repeat (small files of one size and second): one with the same name
             # (a folder's files, moved with it) is tried first, then any; content decides.
             gone: dict[object, list[Item]] = {}
             for item in items:
+                if moved(item):
+                    continue
                 entry = self.state.get(item.path)
                 other = other_side(side)
                 if entry is not None and item.sig(side) is None and \
-                        classify(item.sig(other), entry, other) is Change.UNCHANGED:
+                        classify(item.sig(other), entry, other) is Change.UNCHANGED and \
+                        not (other == WINDOWS and item.path in self.forced):  # edited unseen there
                     key = self._rename_key(side, item.path, entry)
                     gone.setdefault(key, []).append(item)
                     gone.setdefault((key, name_of(item.path)), []).append(item)
             if not gone:
                 continue
             for item in items:
-                if item.path in done or self.state.get(item.path) is not None:
+                if moved(item) or self.state.get(item.path) is not None:
                     continue
                 sig = item.sig(side)
                 if sig is None or item.sig(other_side(side)) is not None or not item.win:
@@ -55,9 +63,7 @@ class Renames:
                                                                 "why": str(exc)})
                     continue
                 done |= {old.path, item.path}
-        if not done:
-            return items
-        return [i for i in items if not any(p in done for p in (i.path, *ancestors(i.path)))]
+        return [i for i in items if not moved(i)] if done else items
 
     def _case_renames(self, items: list[Item]) -> set[str]:
         """A Windows name that changed only in case renames the NFS path too, if that is free."""
@@ -65,13 +71,18 @@ class Renames:
         for item in items:
             entry = self.state.get(item.path)
             if entry is None or not item.win or item.win == entry.win or item.windows is None \
-                    or item.nfs is None:
-                continue
+                    or item.nfs is None or classify(item.nfs, entry, NFS) is not Change.UNCHANGED \
+                    or classify(item.windows, entry, WINDOWS) is not Change.UNCHANGED \
+                    or item.path in self.forced:
+                continue  # an edit on either side: copied as any edit, the names differ in case
             new_path = str(PurePosixPath(item.path).with_name(names.decode(PurePosixPath(item.win).name)))
             if new_path == item.path or self.state.get(new_path) or self.trees[NFS].stat(new_path):
                 continue
             old = Item(item.path, entry.win, item.nfs, None)
             new = Item(new_path, item.win, None, item.windows)
+            if not entry.is_dir and not self._confirm(WINDOWS, old, new):
+                self.forced.add(item.path)  # edited too, unseen by size and mtime: a copy
+                continue
             try:
                 self._rename(WINDOWS, old, new)
             except Exception as exc:
@@ -157,4 +168,8 @@ class Renames:
             self.problems.resolve(path)  # a held deletion of the old name, say
             self.guard.forget(path)
             self.state.put(new + suffix, entry._replace(win=new_win + win_suffix))
+            for marked in (self.racy, self.forced):  # an edit unseen yet moves with its file
+                if path in marked:
+                    marked.discard(path)
+                    marked.add(new + suffix)
             self._name_notice(new + suffix, new_win + win_suffix)
