@@ -60,9 +60,13 @@ def e2e(session: nox.Session) -> None:
 
 @nox.session(default=False)
 def mutants(session: nox.Session) -> None:
-    """Mutation testing of the pure rules (plan.py, guard.py; [tool.mutmut]): what survives."""
+    """Mutation testing of plan.py, guard.py and apply.py ([tool.mutmut]): what survives.
+
+    Posargs pick mutants by name, e.g. ``nox -s mutants -- 'filesim.sync.plan*'`` (seconds;
+    apply.py's 937 take hours: each runs the model test).
+    """
     session.install("-e", ".[test]", "mutmut>=3.3")
-    session.run("mutmut", "run")
+    session.run("mutmut", "run", *session.posargs)
     session.run("mutmut", "results")
 
 

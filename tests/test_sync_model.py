@@ -4,14 +4,17 @@ hypothesis drives a RuleBasedStateMachine: users create, edit, delete and rename
 either side, move them into new folders and replace files by folders and back, while the
 agent (in this process, on real folders) runs passes; a pass may crash at its Nth call into
 the operating system from the trees or the versions, emulating kill -9: nothing more reaches
-the state database, and a new agent starts on the same folders and state. After a quiet
-flush: both sides are equal, every content a user wrote and no user replaced or deleted is on
-the sides (a conflict copy at worst, not only among the versions), nothing holds content nobody
-wrote, and no temp file is left.
+the state database, and a new agent starts on the same folders and state; or one call fails
+(EACCES, EIO, ENOSPC...), which must cost a retry or a problem, never the agent. NtfsUsers does
+the same with the Windows side on the NTFS-like FUSE share (case, names Windows cannot hold,
+case-only renames). After a quiet flush: both sides are equal (on the share, under the names
+the agent agreed), every content a user wrote and no user replaced or deleted is on the sides
+(a conflict copy at worst, not only among the versions), nothing holds content nobody wrote,
+no temp file is left and no problem remains.
 
-The budget is FILESIM_MODEL_EXAMPLES (default 100, 15-25 s here, derandomized so CI sees the
-same cases); with FILESIM_MODEL_SEED set the search is random from that seed
-(`FILESIM_MODEL_EXAMPLES=20000 FILESIM_MODEL_SEED=1 pytest -s --timeout=0 ...`: the pace is
+The budget is FILESIM_MODEL_EXAMPLES (default 100, and a fifth of it on the share: ~20 s here,
+derandomized so CI sees the same cases); with FILESIM_MODEL_SEED set the search is random
+from that seed (`FILESIM_MODEL_EXAMPLES=20000 FILESIM_MODEL_SEED=1 pytest -s --timeout=0 ...`: the pace is
 printed every 1,000 runs). A failure prints the shortest sequence of steps that shows it:
 paste it into a regular test.
 """
