@@ -560,3 +560,11 @@ def test_a_failed_look_at_a_racy_file_is_tried_again():
            ("write_odd_name_on_nfs", {"rel": "d/A.txt"}), *[("quiet", {})] * 4,
            ("write_on_windows", {"rel": "a.txt"}), ("agent_pass_failing", {"at": 32, "code": errno.EACCES}),
            ("quiet", {}), machine_class=NtfsUsers)
+
+
+def test_a_windows_edit_unseen_yet_moves_with_its_folder_renamed_on_windows():
+    """The racy mark was dropped as the folder's files looked deleted: the edit never came."""
+    replay(("write_odd_name_on_nfs", {"rel": "d/A.txt"}), ("agent_pass", {}),
+           ("write_on_windows", {"rel": "d/a.txt"}),
+           ("rename", {"side": "windows", "old": "d", "new": "c.txt"}), ("quiet", {}),
+           machine_class=NtfsUsers)

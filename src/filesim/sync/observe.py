@@ -267,9 +267,11 @@ class Observer:
         now = time.time()
         for path in list(self.racy):
             entry = self.state.get(path)
-            if entry is None or entry.win in windows or entry.win in deleted or not entry.sha:
+            if entry is None or not entry.sha:
                 self.racy.discard(path)
                 continue
+            if entry.win in windows or entry.win in deleted:
+                continue  # the poll saw it; if it was moved, the mark moves with it (renames)
             try:
                 differs = self.trees[WINDOWS].hash(entry.win) != entry.sha
             except OSError:
