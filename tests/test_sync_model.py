@@ -466,17 +466,16 @@ def _snapshot(root: Path) -> dict[str, str | None]:
     return found
 
 
+SEED = os.environ.get("FILESIM_MODEL_SEED")
 TwoSidedUsers.TestCase.settings = settings(
     max_examples=EXAMPLES, stateful_step_count=40, deadline=None,
     # Under mutmut a failure need only be found, not shrunk.
     phases=[p for p in Phase if p != Phase.shrink or "mutmut" not in sys.modules],
-    suppress_health_check=[HealthCheck.too_slow], derandomize=not os.environ.get("FILESIM_MODEL_SEED"))
-if os.environ.get("FILESIM_MODEL_SEED"):
-    seed(int(os.environ["FILESIM_MODEL_SEED"]))(TwoSidedUsers)
-TestTwoSidedUsers = TwoSidedUsers.TestCase
+    suppress_health_check=[HealthCheck.too_slow], derandomize=not SEED)
 NtfsUsers.TestCase.settings = settings(TwoSidedUsers.TestCase.settings, max_examples=NTFS_EXAMPLES)
-if os.environ.get("FILESIM_MODEL_SEED"):
-    seed(int(os.environ["FILESIM_MODEL_SEED"]))(NtfsUsers)
+for machine in (TwoSidedUsers, NtfsUsers) if SEED else ():
+    seed(int(SEED))(machine)
+TestTwoSidedUsers = TwoSidedUsers.TestCase
 TestNtfsUsers = NtfsUsers.TestCase
 
 
