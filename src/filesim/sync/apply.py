@@ -65,8 +65,6 @@ class Applier:
     def _run(self, item: Item, action: Action) -> None:
         if action.do is Do.FORGET:
             self.state.drop(item.path)
-            self.pending.pop(item.path, None)
-            self.problems.resolve(item.path)
             self.problems.clear_notice(item.path)
         elif action.do is Do.COPY:
             self._copy(item, action.source, action.dest, busy=action.note == "busy")
@@ -91,8 +89,7 @@ class Applier:
         self.pending.pop(item.path, None)
         self.problems.resolve(item.path)
 
-    def _copy(self, item: Item, source: str, dest: str, *, busy: bool = False,
-              by_agent: bool | None = None) -> None:
+    def _copy(self, item: Item, source: str, dest: str, *, busy: bool = False) -> None:
         src_sig, dst_sig = item.sig(source), item.sig(dest)
         assert src_sig is not None
         started = self.clock()
@@ -121,8 +118,7 @@ class Applier:
         nfs, windows = (src_sig, new) if source == NFS else (new, src_sig)
         if dest == WINDOWS:
             self._echo(item.path)
-        agent_wrote_windows = dest == WINDOWS if by_agent is None else by_agent
-        self._agree(item.path, agreed_entry(item.win, nfs, windows, sha, by_agent=agent_wrote_windows))
+        self._agree(item.path, agreed_entry(item.win, nfs, windows, sha, by_agent=dest == WINDOWS))
         self.forced.discard(item.path)
 
     def _copying(self, size: int) -> None:
@@ -161,6 +157,7 @@ class Applier:
         saved = conflict_name(item.path, dest, time.time())
         saved_name = saved if dest == NFS else (self.win_path(saved) or names.encode_path(saved))
         tree.rename(name, saved_name)
+        self._moved_aside(item.path, saved)
         self.report.conflict(path=names.display(item.path), kind="type-changed",
                              kept=other_side(dest), saved_as=names.display(saved))
         self.log.warning("conflict", extra={"path": names.display(item.path), "kind": "type-changed",
@@ -189,6 +186,7 @@ class Applier:
         if loser_sig.is_dir or winner_sig.is_dir:
             # A file and a folder: the loser moves aside, the winner's type takes the name.
             loser_tree.rename(item.name(loser), saved_names[loser])
+            self._moved_aside(item.path, saved)
             self.state.drop(item.path)
             self._copy(Item(item.path, item.win, item.nfs if winner == NFS else None,
                             item.windows if winner == WINDOWS else None), winner, loser)
@@ -217,17 +215,31 @@ class Applier:
     def _latest_change(self, item: Item) -> tuple[str, str]:
         """(winner, loser): the side whose change the agent saw last keeps the name.
 
-        Changes first seen within a second of each other (e.g. both made while the agent was
-        down) are ordered by mtime; Windows wins a tie.
+        A change not recorded as pending is seen now. Changes first seen within a second of
+        each other (e.g. both made while the agent was down) are ordered by mtime; Windows
+        wins a tie.
         """
         record = self.pending.get(item.path)
         seen_nfs, seen_windows = (record.nfs, record.windows) if record else (None, None)
-        n = seen_nfs.wall if seen_nfs else 0.0
-        w = seen_windows.wall if seen_windows else 0.0
+        now = time.time()
+        n = seen_nfs.wall if seen_nfs else now
+        w = seen_windows.wall if seen_windows else now
         if abs(n - w) <= 1.0:
             assert item.nfs is not None and item.windows is not None
             n, w = item.nfs.mtime_ns // 10**9, item.windows.mtime_ns // 10**9
         return (NFS, WINDOWS) if n > w else (WINDOWS, NFS)
+
+    def _moved_aside(self, path: str, saved: str) -> None:
+        """``path`` was renamed to ``saved`` on one side: both are looked at again next pass.
+
+        What this batch saw below ``path`` is out of date: it is skipped, and its problems
+        (a child blocked by the new type) are tried again.
+        """
+        self._aside.add(path)
+        stale = set(self.problems.under(path)) - {path}
+        self.problems.retry_now(stale)
+        for rel in (saved, *stale):
+            self._touch_pending(rel)
 
     def _save_nfs_version_beside(self, item: Item) -> None:
         """to-windows: a tester's Windows file is never replaced; the NFS version goes beside it."""

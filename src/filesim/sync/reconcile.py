@@ -24,6 +24,7 @@ from filesim.sync.items import (
     Pending,
     Report,
     Settings,
+    ancestors,
     other_side,
 )
 from filesim.sync.observe import Observer
@@ -67,6 +68,8 @@ class Reconciler(Observer, Renames, WindowsPaths, Settling, Applier):
         self._listings: dict[str, dict[str, str]] = {}
         #: (side, folder) the last observation was refused to list: reported after the batch.
         self._unreadable: set[tuple[str, str]] = set()
+        #: Paths a conflict renamed aside on one side in this batch (see Applier._moved_aside).
+        self._aside: set[str] = set()
         #: Agreed paths the last observation pulled in as the sources of renames.
         self._sources: set[str] = set()
         #: In a batch of more than BULK items, (action, direction) → [count, bytes, examples].
@@ -135,6 +138,7 @@ class Reconciler(Observer, Renames, WindowsPaths, Settling, Applier):
     def _reconcile(self, items: list[Item]) -> None:
         # A seed of 100,000 files logs a line per batch, not one per file (at info).
         self._bulk = {} if len(items) > BULK else None
+        self._aside = set()
         try:
             items = self._renames(items)
             deletions: list[tuple[Item, str]] = []
@@ -149,6 +153,9 @@ class Reconciler(Observer, Renames, WindowsPaths, Settling, Applier):
                         self._touch_pending(rest.path)
                     return
                 action = None
+                if any(a in self._aside for a in ancestors(item.path)):
+                    self._touch_pending(item.path)  # seen below what a conflict moved aside
+                    continue
                 try:
                     action = self._decide(item)
                     if action is None:
