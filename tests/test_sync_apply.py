@@ -83,12 +83,16 @@ class Pair:
         return found[0] if found else None
 
     def write(self, side: str, rel: str, text: str, mtime: float | None = None) -> Path:
-        path = (self.nfs if side == "nfs" else self.windows) / rel
+        path = self.nfs / rel if side == "nfs" else self.windows_path(rel)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
         if mtime is not None:
             os.utime(path, (mtime, mtime))
         return path
+
+    def windows_path(self, rel: str) -> Path:
+        """Where the file the NFS path ``rel`` stands for is on Windows (its name encoded)."""
+        return self.windows / names.encode_path(rel)
 
     def close(self) -> None:
         self.agent.close()
@@ -119,9 +123,19 @@ def digest(text: str) -> str:
 
 
 def user_files(root: Path) -> dict[str, str]:
-    return {p.relative_to(root).as_posix(): p.read_text() for p in sorted(root.rglob("*"))
+    """Path (Windows names decoded to the NFS names they stand for) → content, of one side."""
+    return {names.decode_path(p.relative_to(root).as_posix()): p.read_text()
+            for p in sorted(root.rglob("*"))
             if p.is_file() and not p.name.startswith(".filesim")
             and ".filesim" not in p.relative_to(root).parts}
+
+
+def assert_agreed(pair: Pair, *paths: str) -> None:
+    """The state holds what both sides hold now: the next pass has nothing to do there."""
+    for path in paths:
+        entry = pair.agent.state.get(path)
+        assert (pair.agent.nfs.stat(path), pair.agent.windows.stat(entry.win)) == (
+            entry.nfs_sig(), entry.win_sig()), path
 
 
 def failing_once(tree, method: str, exc: Exception, monkeypatch) -> None:
@@ -182,18 +196,19 @@ def test_a_racy_entry_gets_the_content_hash_it_is_checked_against(pair):
 
 
 def test_a_chmod_or_a_touch_on_nfs_copies_nothing(pair):
-    pair.write("nfs", "a.txt", "agreed\n", mtime=OLD)
+    pair.write("nfs", "a:b.txt", "agreed\n", mtime=OLD)
     assert pair.flush()
-    os.chmod(pair.nfs / "a.txt", 0o444)
+    os.chmod(pair.nfs / "a:b.txt", 0o444)
     assert pair.flush()
-    assert not os.access(pair.windows / "a.txt", os.W_OK) or os.geteuid() == 0
-    assert os.stat(pair.windows / "a.txt").st_mode & 0o222 == 0  # read-only there too
-    os.utime(pair.nfs / "a.txt", (OLD + 60, OLD + 60))
+    assert not os.access(pair.windows_path("a:b.txt"), os.W_OK) or os.geteuid() == 0
+    assert os.stat(pair.windows_path("a:b.txt")).st_mode & 0o222 == 0  # read-only there too
+    os.utime(pair.nfs / "a:b.txt", (OLD + 60, OLD + 60))
     assert pair.flush()
 
     assert len(pair.logged("copy")) == 1 and pair.report.copied == 1
-    assert (pair.windows / "a.txt").read_text() == "agreed\n"
-    entry = pair.agent.state.get("a.txt")
+    assert (pair.windows_path("a:b.txt")).read_text() == "agreed\n"
+    assert_agreed(pair, "a:b.txt")
+    entry = pair.agent.state.get("a:b.txt")
     assert (entry.readonly, entry.nfs_mtime // 10**9, entry.sha) == (True, OLD + 60, digest("agreed\n"))
 
 
@@ -228,10 +243,11 @@ def test_a_copied_hard_linked_nfs_file_says_its_other_names_changed(pair):
 
 def test_the_echoes_the_agent_remembers_stay_bounded(pair):
     now = pair.reconciler.clock()
-    pair.reconciler.echoes = {f"old-{i}": now - 60 for i in range(10_000)}
+    pair.reconciler.echoes = {f"old-{i}": now - 60 for i in range(9_999)} | {"recent": now - 1}
     pair.write("nfs", "a.txt", "new\n")
     assert pair.flush()
-    assert set(pair.reconciler.echoes) == {"a.txt"}
+    assert set(pair.reconciler.echoes) == {"recent", "a.txt"}
+    assert now <= pair.reconciler.echoes["a.txt"] <= pair.reconciler.clock()
 
 
 # -- edits against deletions, merges, conflicts ---------------------------------------------------
@@ -265,6 +281,39 @@ def test_the_same_file_made_on_both_sides_is_agreed_without_a_conflict(pair):
     assert user_files(pair.nfs) == user_files(pair.windows) == {"a.txt": "same\n"}
 
 
+def test_the_same_folder_made_on_both_sides_is_agreed_as_the_testers(pair):
+    (pair.nfs / "n").mkdir()
+    (pair.windows / "n").mkdir()
+    assert pair.flush()
+    entry = pair.agent.state.get("n")
+    assert entry.is_dir and entry.by_agent is False
+    assert pair.report.conflicts == [] and pair.agent.problems.as_list() == []
+    assert_agreed(pair, "n")
+
+
+@pytest.mark.parametrize("windows_now", ["agreed", "same as nfs"])
+def test_a_windows_copy_that_changed_under_a_copy_is_compared_by_content(pair, monkeypatch,
+                                                                         windows_now):
+    """A copy found Windows changed (maybe invisibly over 9p): the next look compares content."""
+    pair.write("nfs", "a.txt", "version 1\n", mtime=OLD)
+    assert pair.flush()
+    pair.write("nfs", "a.txt", "version 2\n", mtime=OLD + 60)
+    failing_once(pair.agent.windows, "copy_from", DestinationChanged("a.txt"), monkeypatch)
+    pair.one_pass()
+    assert pair.reconciler.forced == {"a.txt"}
+    if windows_now == "same as nfs":
+        pair.write("windows", "a.txt", "version 2\n", mtime=OLD)  # the same size and mtime
+    assert pair.flush()
+
+    assert pair.reconciler.forced == set()
+    assert (pair.windows / "a.txt").read_text() == "version 2\n"
+    # Unproven, the agreed Windows version is kept as a conflict copy; the same content agrees.
+    kept = [text for name, text in user_files(pair.windows).items() if name != "a.txt"]
+    assert kept == (["version 1\n"] if windows_now == "agreed" else [])
+    assert user_files(pair.nfs) == user_files(pair.windows)
+    assert_agreed(pair, "a.txt")
+
+
 @pytest.mark.parametrize(("nfs_mtime", "windows_mtime", "winner"), [
     (OLD + 60, OLD, "nfs"),
     (OLD, OLD + 60, "windows"),
@@ -273,30 +322,32 @@ def test_the_same_file_made_on_both_sides_is_agreed_without_a_conflict(pair):
 def test_both_sides_edited_keep_both_versions_the_later_under_the_name(pair, nfs_mtime,
                                                                         windows_mtime, winner):
     loser = "windows" if winner == "nfs" else "nfs"
-    pair.write("nfs", "r/a.txt", "agreed\n", mtime=OLD - 60)
+    path = "r:1/a:b.txt"  # encoded on Windows
+    pair.write("nfs", path, "agreed\n", mtime=OLD - 60)
     assert pair.flush()
     texts = {"nfs": "nfs edit\n", "windows": "win edit\n"}  # the same size: compared by content
-    pair.write("nfs", "r/a.txt", texts["nfs"], mtime=nfs_mtime)
-    pair.write("windows", "r/a.txt", texts["windows"], mtime=windows_mtime)
+    pair.write("nfs", path, texts["nfs"], mtime=nfs_mtime)
+    pair.write("windows", path, texts["windows"], mtime=windows_mtime)
     copied = pair.report.copied
     assert pair.flush()
 
-    saved = [name for name in user_files(pair.nfs) if name != "r/a.txt"]
-    assert len(saved) == 1 and re.fullmatch(rf"r/a\.conflict-{loser}-{STAMP}\.txt", saved[0])
-    expected = {"r/a.txt": texts[winner], saved[0]: texts[loser]}
+    saved = [name for name in user_files(pair.nfs) if name != path]
+    assert len(saved) == 1 and re.fullmatch(rf"r:1/a:b\.conflict-{loser}-{STAMP}\.txt", saved[0])
+    expected = {path: texts[winner], saved[0]: texts[loser]}
     assert user_files(pair.nfs) == user_files(pair.windows) == expected
     assert [(c["path"], c["kind"], c["kept"], c["saved_as"]) for c in pair.report.conflicts] == [
-        ("r/a.txt", "both-changed", winner, saved[0])]
-    assert pair.logged("conflict") == [{"level": "WARNING", "path": "r/a.txt", "kept": winner,
+        (path, "both-changed", winner, saved[0])]
+    assert pair.logged("conflict") == [{"level": "WARNING", "path": path, "kept": winner,
                                         "saved_as": saved[0]}]
     assert pair.report.copied - copied == 2
     state = pair.agent.state
-    assert (state.get("r/a.txt").sha, state.get(saved[0]).sha) == (digest(texts[winner]),
+    assert (state.get(path).sha, state.get(saved[0]).sha) == (digest(texts[winner]),
                                                                    digest(texts[loser]))
     # by_agent: the agent wrote the Windows copy of the NFS version, whichever name it has.
-    assert (state.get("r/a.txt").by_agent, state.get(saved[0]).by_agent) == (
+    assert (state.get(path).by_agent, state.get(saved[0]).by_agent) == (
         winner == "nfs", winner == "windows")
-    assert pair.agent.problems.as_list() == [] and "r/a.txt" not in pair.reconciler.forced
+    assert_agreed(pair, path, saved[0])
+    assert pair.agent.problems.as_list() == [] and path not in pair.reconciler.forced
     assert pair.flush() and pair.report.copied - copied == 2  # agreed: nothing more to do
 
 
@@ -315,24 +366,40 @@ def test_the_change_seen_last_wins_whatever_the_mtimes_say(make_pair):
     assert [c["kept"] for c in pair.report.conflicts] == ["windows"]
 
 
+def test_the_change_seen_last_wins_when_windows_was_seen_first(make_pair):
+    pair = make_pair(settle=30.0)
+    pair.write("nfs", "a.txt", "agreed\n", mtime=OLD - 60)
+    assert pair.flush()
+    pair.write("windows", "a.txt", "windows edit, newer mtime\n", mtime=time.time() + 100)
+    pair.agent.full_pass(nfs_rescan=True)  # dated ahead: seen, and left to settle
+    assert "a.txt" in pair.reconciler.pending_paths()
+    time.sleep(1.2)
+    pair.write("nfs", "a.txt", "nfs edit\n")
+    pair.agent.full_pass(nfs_rescan=True)
+    assert pair.flush()
+    assert (pair.windows / "a.txt").read_text() == "nfs edit\n"
+    assert [c["kept"] for c in pair.report.conflicts] == ["nfs"]
+
+
 @pytest.mark.parametrize("file_on", ["nfs", "windows"])
 def test_a_file_against_a_folder_keeps_both_the_file_under_the_name(pair, file_on):
     """Made at the same time: a folder has no date to compare, the file keeps the name."""
     folder_on = "windows" if file_on == "nfs" else "nfs"
-    pair.write(file_on, "x", "a file\n", mtime=OLD)
-    pair.write(folder_on, "x/inside.txt", "in a folder\n", mtime=OLD)
+    pair.write(file_on, "x:1", "a file\n", mtime=OLD)
+    pair.write(folder_on, "x:1/inside.txt", "in a folder\n", mtime=OLD)
     assert pair.flush()
 
     on_nfs = user_files(pair.nfs)
     assert on_nfs == user_files(pair.windows)
-    saved = next(name.partition("/")[0] for name in on_nfs if name != "x")
-    assert re.fullmatch(rf"x\.conflict-{folder_on}-{STAMP}", saved)
-    assert on_nfs == {"x": "a file\n", f"{saved}/inside.txt": "in a folder\n"}
+    saved = next(name.partition("/")[0] for name in on_nfs if name != "x:1")
+    assert re.fullmatch(rf"x:1\.conflict-{folder_on}-{STAMP}", saved)
+    assert on_nfs == {"x:1": "a file\n", f"{saved}/inside.txt": "in a folder\n"}
     assert [(c["path"], c["kind"], c["kept"], c["saved_as"]) for c in pair.report.conflicts] == [
-        ("x", "type-changed", file_on, saved)]
-    assert pair.logged("conflict") == [{"level": "WARNING", "path": "x", "kept": file_on,
+        ("x:1", "type-changed", file_on, saved)]
+    assert pair.logged("conflict") == [{"level": "WARNING", "path": "x:1", "kept": file_on,
                                         "saved_as": saved}]
-    assert not pair.agent.state.get("x").is_dir and pair.agent.state.get(saved).is_dir
+    assert not pair.agent.state.get("x:1").is_dir and pair.agent.state.get(saved).is_dir
+    assert_agreed(pair, "x:1", saved, f"{saved}/inside.txt")
     assert pair.agent.problems.as_list() == []
 
 
@@ -373,22 +440,23 @@ def test_a_folder_replaced_by_a_file_on_nfs_replaces_the_agreed_windows_folder(p
 
 
 def test_a_windows_folder_holding_unseen_files_is_set_aside_not_removed(pair):
-    pair.write("nfs", "d/a.txt", "inside\n", mtime=OLD)
+    pair.write("nfs", "d:1/a.txt", "inside\n", mtime=OLD)
     assert pair.flush()
-    (pair.nfs / "d" / "a.txt").unlink()
-    (pair.nfs / "d").rmdir()
-    pair.write("nfs", "d", "now a file\n", mtime=OLD + 60)
-    pair.write("windows", "d/new.txt", "the tester's, unseen\n", mtime=OLD + 30)
+    (pair.nfs / "d:1" / "a.txt").unlink()
+    (pair.nfs / "d:1").rmdir()
+    pair.write("nfs", "d:1", "now a file\n", mtime=OLD + 60)
+    pair.write("windows", "d:1/new.txt", "the tester's, unseen\n", mtime=OLD + 30)
     assert pair.flush()
 
     on_windows = user_files(pair.windows)
     assert on_windows == user_files(pair.nfs)
     saved = [c["saved_as"] for c in pair.report.conflicts]
-    assert len(saved) == 1 and re.fullmatch(rf"d\.conflict-windows-{STAMP}", saved[0])
-    assert on_windows["d"] == "now a file\n"
+    assert len(saved) == 1 and re.fullmatch(rf"d:1\.conflict-windows-{STAMP}", saved[0])
+    assert on_windows["d:1"] == "now a file\n"
     assert on_windows[f"{saved[0]}/new.txt"] == "the tester's, unseen\n"
     assert [(c["kind"], c["kept"]) for c in pair.report.conflicts] == [("type-changed", "nfs")]
-    assert pair.logged("conflict") == [{"level": "WARNING", "path": "d", "kind": "type-changed",
+    assert_agreed(pair, "d:1", saved[0], f"{saved[0]}/new.txt")
+    assert pair.logged("conflict") == [{"level": "WARNING", "path": "d:1", "kind": "type-changed",
                                         "saved_as": saved[0]}]
 
 
@@ -431,20 +499,20 @@ def test_to_nfs_an_nfs_folder_where_a_windows_file_is_agreed_is_set_aside(make_p
 
 def test_to_windows_a_testers_file_is_kept_and_the_nfs_version_goes_beside_it(make_pair):
     pair = make_pair(mode="to-windows")
-    pair.write("nfs", "d/a.txt", "from NFS\n", mtime=OLD)
-    pair.write("windows", "d/a.txt", "the tester's own\n", mtime=OLD)
+    pair.write("nfs", "d:1/a:b.txt", "from NFS\n", mtime=OLD)
+    pair.write("windows", "d:1/a:b.txt", "the tester's own\n", mtime=OLD)
     assert pair.flush()
 
     on_windows = user_files(pair.windows)
-    saved = [name for name in on_windows if name != "d/a.txt"]
-    assert len(saved) == 1 and re.fullmatch(rf"d/a\.conflict-nfs-{STAMP}\.txt", saved[0])
-    assert on_windows == {"d/a.txt": "the tester's own\n", saved[0]: "from NFS\n"}
-    assert user_files(pair.nfs) == {"d/a.txt": "from NFS\n"}
+    saved = [name for name in on_windows if name != "d:1/a:b.txt"]
+    assert len(saved) == 1 and re.fullmatch(rf"d:1/a:b\.conflict-nfs-{STAMP}\.txt", saved[0])
+    assert on_windows == {"d:1/a:b.txt": "the tester's own\n", saved[0]: "from NFS\n"}
+    assert user_files(pair.nfs) == {"d:1/a:b.txt": "from NFS\n"}
     assert [(c["path"], c["kind"], c["saved_as"]) for c in pair.report.conflicts] == [
-        ("d/a.txt", "tester-file-kept", saved[0])]
-    assert pair.logged("tester file kept") == [{"level": "WARNING", "path": "d/a.txt",
+        ("d:1/a:b.txt", "tester-file-kept", saved[0])]
+    assert pair.logged("tester file kept") == [{"level": "WARNING", "path": "d:1/a:b.txt",
                                                 "saved_as": saved[0]}]
-    entry = pair.agent.state.get("d/a.txt")
+    entry = pair.agent.state.get("d:1/a:b.txt")
     assert (entry.by_agent, entry.sha) == (False, None)
     assert pair.flush() and len(pair.report.conflicts) == 1  # agreed: not saved again
 
@@ -505,7 +573,8 @@ def test_a_name_windows_cannot_hold_reaches_windows_encoded_and_agreed_so(pair):
     assert pair.flush()
     win = pair.agent.state.get("d:1/a:b.txt").win
     assert win == names.encode_path("d:1/a:b.txt") != "d:1/a:b.txt"
-    assert user_files(pair.windows) == {win: "colon\n"}
+    assert (pair.windows / win).read_text() == "colon\n"
+    assert user_files(pair.windows) == {"d:1/a:b.txt": "colon\n"}
     assert pair.agent.problems.as_list() == []
 
 
@@ -538,7 +607,8 @@ def test_a_racing_change_on_nfs_is_no_reason_to_compare_windows_content(pair, mo
 
 
 @pytest.mark.parametrize(("side", "code"), [("windows", errno.EACCES), ("nfs", errno.EACCES),
-                                            ("windows", errno.ENOSPC), ("nfs", errno.EROFS)])
+                                            ("windows", errno.ENOSPC), ("nfs", errno.EROFS),
+                                            ("nfs", errno.EFBIG)])
 def test_a_refused_copy_is_the_paths_problem_on_its_destination(pair, monkeypatch, side, code):
     source = "nfs" if side == "windows" else "windows"
     pair.write(source, "a.txt", "refused\n", mtime=OLD)
@@ -561,6 +631,13 @@ def test_a_refused_copy_is_the_paths_problem_on_its_destination(pair, monkeypatc
     monkeypatch.setattr(tree, "copy_from", real)
     pair.agent.problems.retry_now({"a.txt"})
     assert pair.flush() and pair.problem("a.txt") is None
+
+
+def test_an_error_without_a_number_is_reported_in_its_own_words(pair, monkeypatch):
+    pair.write("nfs", "a.txt", "odd\n", mtime=OLD)
+    failing_once(pair.agent.windows, "copy_from", OSError("the share said no"), monkeypatch)
+    pair.one_pass()
+    assert pair.problem("a.txt").reason == "the share said no"
 
 
 def test_a_full_export_names_what_ran_out(pair, monkeypatch):
@@ -688,8 +765,8 @@ def test_every_file_deleted_on_one_side_is_held_as_that_side_being_empty(pair):
     assert len(user_files(pair.nfs)) == 12
 
 
-@pytest.mark.parametrize("created", [0, 9])
-def test_deletions_count_across_batches_less_what_was_created_meanwhile(pair, created):
+@pytest.mark.parametrize(("created", "kind"), [(0, "file"), (9, "file"), (9, "folder")])
+def test_deletions_count_across_batches_less_what_was_created_meanwhile(pair, created, kind):
     """9 deleted, then 9 more within 10 s: a burst of 18 of 30 files, unless 9 were created."""
     for i in range(30):
         pair.write("nfs", f"f-{i:02}.txt", f"{i}\n", mtime=OLD)
@@ -698,11 +775,14 @@ def test_deletions_count_across_batches_less_what_was_created_meanwhile(pair, cr
         (pair.windows / f"f-{i:02}.txt").unlink()
     assert pair.flush() and pair.report.deleted == 9
     for i in range(created):
-        pair.write("windows", f"new-{i}.txt", f"new {i}\n", mtime=OLD)
+        if kind == "file":
+            pair.write("windows", f"new-{i}.txt", f"new {i}\n", mtime=OLD)
+        else:
+            (pair.windows / f"new-{i}").mkdir()
     for i in range(9, 18):
         (pair.windows / f"f-{i:02}.txt").unlink()
     pair.flush()
-    if created:
+    if kind == "file" and created:
         assert pair.reconciler.guard.held == set() and pair.report.deleted == 18
     else:
         assert len(pair.reconciler.guard.held) == 9 and pair.report.deleted == 9
@@ -750,24 +830,45 @@ def test_deletions_from_nfs_do_not_depend_on_the_share_marker(pair, monkeypatch)
     assert len(user_files(pair.windows)) == 17 and pair.logged("deletions stopped") == []
 
 
-def test_a_deletion_refused_is_the_paths_problem_and_the_rest_goes(pair, monkeypatch):
+@pytest.mark.parametrize("deleted_on", ["windows", "nfs"])
+def test_a_deletion_refused_is_the_paths_problem_and_the_rest_goes(pair, monkeypatch, deleted_on):
+    other = "nfs" if deleted_on == "windows" else "windows"
     for i in range(4):
         pair.write("windows", f"f-{i}.txt", f"{i}\n", mtime=OLD)
     assert pair.flush()
-    (pair.windows / "f-0.txt").unlink()
-    (pair.windows / "f-1.txt").unlink()
-    real = pair.agent.nfs.remove
+    roots = {"nfs": pair.nfs, "windows": pair.windows}
+    (roots[deleted_on] / "f-0.txt").unlink()
+    (roots[deleted_on] / "f-1.txt").unlink()
+    tree = pair.agent.nfs if other == "nfs" else pair.agent.windows
+    real = tree.remove
 
     def refuse(rel, *args, **kwargs):
         if rel == "f-0.txt":
             raise PermissionError(errno.EACCES, "Permission denied", rel)
         return real(rel, *args, **kwargs)
-    monkeypatch.setattr(pair.agent.nfs, "remove", refuse)
+    monkeypatch.setattr(tree, "remove", refuse)
     pair.flush()
-    assert sorted(user_files(pair.nfs)) == ["f-0.txt", "f-2.txt", "f-3.txt"]
+    assert sorted(user_files(roots[other])) == ["f-0.txt", "f-2.txt", "f-3.txt"]
     problem = pair.problem("f-0.txt")
-    assert (problem.side, problem.reason) == ("nfs", REFUSED[errno.EACCES])
+    assert (problem.side, problem.reason) == (other, REFUSED[errno.EACCES])
     assert pair.agent.state.get("f-0.txt") is not None and pair.agent.state.get("f-1.txt") is None
+
+
+def test_deletions_still_waiting_for_their_second_look_count_in_the_burst(make_pair):
+    """5 confirmed and 6 seen once of 20 files: a burst of 11, held (5 alone would go)."""
+    pair = make_pair(settle=0.3)
+    for i in range(20):
+        pair.write("nfs", f"f-{i:02}.txt", f"{i}\n", mtime=OLD)
+    assert pair.flush()
+    for i in range(5):
+        (pair.windows / f"f-{i:02}.txt").unlink()
+    pair.agent.full_pass(nfs_rescan=True)  # seen gone once
+    time.sleep(0.4)
+    for i in range(5, 11):
+        (pair.windows / f"f-{i:02}.txt").unlink()
+    pair.agent.full_pass(nfs_rescan=True)  # the first 5 seen gone again, the 6 once
+    assert pair.logged("deletions held")[0]["reason"] == "11 of 20 files would be deleted"
+    assert len(user_files(pair.nfs)) == 20
 
 
 def test_deletions_stop_when_the_share_marker_goes(pair, monkeypatch):
