@@ -21,7 +21,7 @@ import pytest
 from harness import wait_until
 
 from filesim.nas import faults
-from filesim.nas.faults import APPLIED_FILE, BALLAST, Fault
+from filesim.nas.faults import APPLIED_FILE, BALLAST, BALLAST_MARK, Fault
 from filesim.nas.nfsd import behind_relay, port_of, read_only
 
 FAKE_NFSD = Path(__file__).parent / "support" / "fake_nfsd.py"
@@ -267,3 +267,33 @@ def test_a_clients_own_folder_named_like_the_ballast_is_neither_removed_nor_igno
     nfsd.stop()
     assert (export / BALLAST / "mine.txt").read_text() == "a client's file\n"
     assert not Tree(export, "nfs").ignored("", BALLAST)
+
+
+def test_a_ballast_mark_a_client_forged_removes_and_hides_nothing(tmp_path):
+    """Root-squashed, a client's mark is nobody's: its folder stays and is synced."""
+    from filesim.nas.nfsd import fill, unfill
+    from filesim.sync.tree import Tree
+
+    export = tmp_path / "export"
+    (export / BALLAST).mkdir(parents=True)
+    (export / BALLAST / "mine.txt").write_text("a client's file\n")
+    (export / BALLAST / BALLAST_MARK).write_text("forged\n")
+    for path in (export / BALLAST, export / BALLAST / BALLAST_MARK, export / BALLAST / "mine.txt"):
+        os.chown(path, 65534, 65534)  # what root squash makes of a client's root
+    assert not Tree(export, "nfs").ignored("", BALLAST)
+    unfill(export)
+    assert (export / BALLAST / "mine.txt").read_text() == "a client's file\n"
+
+    # The real one, made by the supervisor (root), is ignored and given back.
+    other = tmp_path / "other"
+    other.mkdir()
+    os.chown(other, 65534, 65534)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,nr_inodes=64", "tmpfs", str(other)],
+                   check=True)
+    try:
+        fill(other)
+        assert Tree(other, "nfs").ignored("", BALLAST)
+        unfill(other)
+        assert not (other / BALLAST).exists()
+    finally:
+        subprocess.run(["umount", str(other)], check=True)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import stat
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,19 @@ BALLAST = ".filesim-full"
 #: Written into the ballast folder first: only a folder holding it is the ballast (an NFS
 #: client's own folder of that name is neither ignored nor removed).
 BALLAST_MARK = "made-by-filesim-nfs"
+
+
+def is_ballast(folder: Path) -> bool:
+    """Whether ``folder`` is the ballast ``full`` made: a real folder and its mark, both root's.
+
+    NFS clients are root-squashed: none can make a root-owned file, so a client's folder of
+    that name is not the ballast even with a mark it made (it is synced, and never removed).
+    """
+    try:
+        made, mark = os.lstat(folder), os.lstat(folder / BALLAST_MARK)
+    except OSError:
+        return False
+    return stat.S_ISDIR(made.st_mode) and stat.S_ISREG(mark.st_mode) and made.st_uid == mark.st_uid == 0
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 
 from filesim.nas import faults
-from filesim.nas.faults import APPLIED_FILE, BALLAST, BALLAST_MARK, Fault
+from filesim.nas.faults import APPLIED_FILE, BALLAST, BALLAST_MARK, Fault, is_ballast
 
 POLL = 0.2
 #: Seconds ganesha has to listen after a start, and to end after SIGTERM.
@@ -271,8 +271,8 @@ def fill(export: Path) -> None:
 
 
 def unfill(export: Path) -> None:
-    """Give back what ``fill`` took: only a folder ``fill`` marked (never a client's own)."""
-    if (export / BALLAST / BALLAST_MARK).is_file():
+    """Give back what ``fill`` took: only the folder ``fill`` made (never a client's own)."""
+    if is_ballast(export / BALLAST):
         shutil.rmtree(export / BALLAST, ignore_errors=True)
 
 

@@ -24,7 +24,7 @@ from enum import IntEnum
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from filesim.nas.faults import BALLAST, BALLAST_MARK
+from filesim.nas.faults import BALLAST, is_ballast
 from filesim.sync.names import case_key
 from filesim.sync.status import HIDDEN, MARKER
 
@@ -231,7 +231,7 @@ class Tree:
             return False
         if self.windows:
             return name.casefold() in ROOT_RESERVED
-        return name == BALLAST and os.path.isfile(os.path.join(self.root, BALLAST, BALLAST_MARK))
+        return name == BALLAST and is_ballast(self.root / BALLAST)
 
     def ignored_path(self, rel: str) -> bool:
         """Whether ``rel`` is, or is below, an entry the agent never syncs (events name both)."""
