@@ -126,15 +126,21 @@ class FailingOs(InjectingOs):
     def __init__(self, at: int, code: int):
         super().__init__(at)
         self.code = code
+        #: The call that failed (None: the pass made fewer calls).
+        self.failed: str | None = None
 
     def inject(self, name: str) -> None:
         if self.calls == self.at and name != "close":
-            raise OSError(self.code, os.strerror(self.code), f"injected into {name}")
+            self.fail(name)
 
     def returned(self, name: str, args: tuple, result):
         if self.calls == self.at and name == "close":  # the descriptor is released all the same
-            raise OSError(self.code, os.strerror(self.code), f"injected into {name}")
+            self.fail(name)
         return result
+
+    def fail(self, name: str):
+        self.failed = name
+        raise OSError(self.code, os.strerror(self.code), f"injected into {name}")
 
 
 class Progress:
@@ -190,6 +196,8 @@ class TwoSidedUsers(RuleBasedStateMachine):
         self.superseded: set[str] = set()  # contents a user replaced or deleted
         self.count = 0
         self.steps: list[str] = []
+        #: The call each failing pass made fail (None: the pass made fewer calls).
+        self.failed: list[str | None] = []
         self.agent = self._new_agent()
 
     def _new_agent(self) -> Agent:
@@ -301,11 +309,12 @@ class TwoSidedUsers(RuleBasedStateMachine):
     @recorded
     def agent_pass_failing(self, at, code):
         """One call fails: the agent makes it a problem or a retry, and never stops."""
-        tree_module.os = versions_module.os = FailingOs(at, code)
+        failing = tree_module.os = versions_module.os = FailingOs(at, code)
         try:
             self.agent.flush_once(timeout=30)
         finally:
             tree_module.os = versions_module.os = os
+            self.failed.append(failing.failed)
 
     def _killed(self) -> None:
         """kill -9: what the state database had not committed is gone with the process."""
@@ -481,43 +490,51 @@ TestNtfsUsers = NtfsUsers.TestCase
 
 # -- failures hypothesis found, kept as regular tests -------------------------------------------
 
-def replay(*steps: tuple[str, dict], machine_class: type[TwoSidedUsers] = TwoSidedUsers) -> None:
-    """Run one shrunk example step by step, checking the invariant after each."""
+def replay(*steps: tuple[str, dict], machine_class: type[TwoSidedUsers] = TwoSidedUsers) -> list:
+    """Run one shrunk example step by step, checking the invariant after each.
+
+    Returns the calls its failing passes made fail: a test names them, so that a change in
+    the agent's order of calls makes it fail loudly instead of no longer reaching the bug.
+    """
     machine = machine_class()
     machine.start()
     try:
         for rule_name, arguments in steps:
             getattr(machine, rule_name)(**arguments)
             machine.no_content_nobody_wrote()
+        return machine.failed
     finally:
         machine.teardown()
 
 
 def test_a_root_listing_refused_once_leaves_no_problem_behind():
     """A problem named the root forever, and flushes never came out clean."""
-    replay(("write_on_nfs", {"rel": "d/a.txt"}),
-           ("agent_pass_failing", {"at": 21, "code": errno.EACCES}),
-           ("quiet", {}))
+    failed = replay(("write_on_nfs", {"rel": "d/a.txt"}),
+                    ("agent_pass_failing", {"at": 21, "code": errno.EACCES}),
+                    ("quiet", {}))
+    assert failed == ["dup"]  # the index reaches this call still
 
 
 def test_a_folder_whose_close_fails_stops_no_pass():
     """close() of a folder's descriptor reporting EIO escaped the pass (the agent stopped)."""
-    replay(("write_on_nfs", {"rel": "e/f/a.txt"}),
-           ("agent_pass_failing", {"at": 77, "code": errno.EIO}),
-           ("quiet", {}))
+    failed = replay(("write_on_nfs", {"rel": "e/f/a.txt"}),
+                    ("agent_pass_failing", {"at": 77, "code": errno.EIO}),
+                    ("quiet", {}))
+    assert failed == ["close"]  # the index reaches this call still
 
 
 def test_an_error_no_rule_expects_costs_a_pass_not_the_agent():
     """EBUSY from dup() during a poll escaped the pass (the agent stopped)."""
-    replay(*[("write_on_nfs", {"rel": rel}) for rel in
-             ("d/a.txt", "a.txt", "a.txt", "b.txt", "a.txt", "a.txt", "e/f/a.txt")],
-           ("write_on_windows", {"rel": "a.txt"}),
-           ("agent_pass_failing", {"at": 3, "code": errno.EACCES}),
-           ("delete", {"side": "nfs", "rel": "b.txt", "retype": False}),
-           ("delete", {"side": "windows", "rel": "d/a.txt", "retype": False}),
-           ("write_on_nfs", {"rel": "a.txt"}),
-           ("agent_pass_failing", {"at": 95, "code": errno.EBUSY}),
-           ("quiet", {}))
+    failed = replay(*[("write_on_nfs", {"rel": rel}) for rel in
+                      ("d/a.txt", "a.txt", "a.txt", "b.txt", "a.txt", "a.txt", "e/f/a.txt")],
+                    ("write_on_windows", {"rel": "a.txt"}),
+                    ("agent_pass_failing", {"at": 3, "code": errno.EACCES}),
+                    ("delete", {"side": "nfs", "rel": "b.txt", "retype": False}),
+                    ("delete", {"side": "windows", "rel": "d/a.txt", "retype": False}),
+                    ("write_on_nfs", {"rel": "a.txt"}),
+                    ("agent_pass_failing", {"at": 95, "code": errno.EBUSY}),
+                    ("quiet", {}))
+    assert failed == ["stat", "dup"]  # the index reaches this call still
 
 
 def test_a_folder_renamed_in_case_only_on_nfs_keeps_its_files_on_nfs():
@@ -555,10 +572,12 @@ def test_a_windows_edit_unseen_yet_moves_with_its_folder_renamed_on_nfs():
 
 def test_a_failed_look_at_a_racy_file_is_tried_again():
     """A read refused once dropped the racy check: the same-size edit was never copied."""
-    replay(("agent_pass_killed", {"at": 1}), ("write_odd_name_on_nfs", {"rel": "A.txt"}), ("quiet", {}),
-           ("write_odd_name_on_nfs", {"rel": "d/A.txt"}), *[("quiet", {})] * 4,
-           ("write_on_windows", {"rel": "a.txt"}), ("agent_pass_failing", {"at": 32, "code": errno.EACCES}),
-           ("quiet", {}), machine_class=NtfsUsers)
+    failed = replay(("agent_pass_killed", {"at": 1}), ("write_odd_name_on_nfs", {"rel": "A.txt"}),
+                    ("quiet", {}), ("write_odd_name_on_nfs", {"rel": "d/A.txt"}), *[("quiet", {})] * 4,
+                    ("write_on_windows", {"rel": "a.txt"}),
+                    ("agent_pass_failing", {"at": 32, "code": errno.EACCES}),
+                    ("quiet", {}), machine_class=NtfsUsers)
+    assert failed == ["dup"]  # the index reaches this call still
 
 
 def test_a_windows_edit_unseen_yet_moves_with_its_folder_renamed_on_windows():
