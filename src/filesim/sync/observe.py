@@ -305,5 +305,7 @@ class Observer:
         unreadable, self._unreadable = self._unreadable, set()
         for side, folder in sorted(unreadable):
             path = folder if side == NFS else self.nfs_path(folder)
-            self.problems.report(side, path, "cannot be listed (permission denied: a deny ACL or "
-                                 "another user's folder?); nothing below it is synced or deleted")
+            # A folder whose listing, or an entry whose lookup, was refused.
+            self.problems.report(side, path, "cannot be listed or looked at (permission denied: a "
+                                 "deny ACL, another user's?); nothing at or below it is synced "
+                                 "or deleted")
