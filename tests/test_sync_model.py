@@ -586,3 +586,20 @@ def test_a_windows_edit_unseen_yet_moves_with_its_folder_renamed_on_windows():
            ("write_on_windows", {"rel": "d/a.txt"}),
            ("rename", {"side": "windows", "old": "d", "new": "c.txt"}), ("quiet", {}),
            machine_class=NtfsUsers)
+
+
+def test_a_case_only_rename_that_met_an_edit_is_a_notice_saying_so():
+    """It spoke of another name differing in case, though there was none."""
+    machine = NtfsUsers()
+    machine.start()
+    try:
+        for rule_name, arguments in (("write_on_nfs", {"rel": "a.txt"}), ("agent_pass", {}),
+                                     ("write_on_nfs", {"rel": "a.txt"}),
+                                     ("rename_case", {"side": "windows", "rel": "a.txt"}),
+                                     ("quiet", {})):
+            getattr(machine, rule_name)(**arguments)
+        assert [(p.path, p.reason) for p in machine.agent.problems if p.notice] == [
+            ("a.txt", "shown on Windows as 'A.txt', on NFS as 'a.txt': a rename in case only met "
+                      "an edit and was not carried over (Windows takes both for one name)")]
+    finally:
+        machine.teardown()

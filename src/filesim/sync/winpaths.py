@@ -95,6 +95,10 @@ class WindowsPaths:
         natural, decoded = names.encode(nfs_name, top=top), names.decode(shown, top=top)
         if shown == natural or decoded == nfs_name:
             self.problems.clear_notice(path)
+        elif shown.casefold() == natural.casefold():
+            self.problems.notice(WINDOWS, path, f"shown on Windows as {shown!r}, on NFS as "
+                                 f"{names.display(nfs_name)!r}: a rename in case only met an edit "
+                                 "and was not carried over (Windows takes both for one name)")
         elif names.alternative_of(nfs_name, "name") == decoded:
             self.problems.notice(NFS, path, f"named {names.display(nfs_name)!r} on NFS: the "
                                  f"Windows name {shown!r} stands for {names.display(decoded)!r}, "
