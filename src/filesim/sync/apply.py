@@ -281,9 +281,12 @@ class Applier:
 
     def _waiting_deletions(self, besides: dict[str, str]) -> int:
         """Deletions seen once and waiting for their second look (they belong to a burst)."""
-        return sum(1 for path, r in self.pending.items() if path not in besides and (
-            (r.nfs is not None and r.nfs.sig is None)
-            or (r.windows is not None and r.windows.sig is None)))
+        return sum(1 for path, r in self.pending.items() if path not in besides and r.deletion())
+
+    def _deletion_waiting_below(self, folder: str) -> bool:
+        """Whether a deletion below ``folder`` waits for its second look."""
+        prefix = folder + "/"
+        return any(path.startswith(prefix) and r.deletion() for path, r in self.pending.items())
 
     def _delete(self, deletions: list[tuple[Item, str]]) -> None:
         """Propagate confirmed deletions unless the mass-deletion guard holds them (guard.py).

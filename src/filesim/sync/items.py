@@ -89,6 +89,11 @@ class Pending:
         else:
             self.windows = seen
 
+    def deletion(self) -> bool:
+        """Whether a side was seen without the path (a deletion waiting for its second look)."""
+        return (self.nfs is not None and self.nfs.sig is None) or (
+            self.windows is not None and self.windows.sig is None)
+
     def stable_since(self) -> float:
         """Since when (monotonic) the sides seen have been stable."""
         return min((s.since for s in (self.nfs, self.windows) if s), default=self.first_seen)

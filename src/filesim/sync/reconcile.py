@@ -170,6 +170,9 @@ class Reconciler(Observer, Renames, WindowsPaths, Settling, Applier):
                     self._failed(item, exc, action)
             self._delete(deletions)
             for item, action in after:
+                if self._deletion_waiting_below(item.path):
+                    self._touch_pending(item.path)  # the folder's files go first, seen gone twice
+                    continue
                 try:
                     self._run(item, action)
                 except Exception as exc:
