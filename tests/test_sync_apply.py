@@ -13,6 +13,7 @@ import itertools
 import logging
 import os
 import re
+import threading
 import time
 from pathlib import Path
 
@@ -219,6 +220,47 @@ def test_an_nfs_edit_of_the_same_size_is_copied(pair):
     assert pair.flush()
     assert (pair.windows / "a.txt").read_text() == "version 2\n"
     assert [line["path"] for line in pair.logged("copy")] == ["a.txt", "a.txt"]
+
+
+def test_a_file_written_for_longer_than_max_delay_is_published_as_it_grows(make_pair):
+    pair = make_pair(settle=0.2, max_delay=0.5)
+    log = pair.nfs / "app.log"
+    log.write_text("")
+    writing = threading.Event()
+    writing.set()
+
+    def write() -> None:
+        with open(log, "a") as out:
+            for n in itertools.count():
+                if not writing.is_set():
+                    return
+                out.write(f"line {n}\n")
+                out.flush()
+                time.sleep(0.005)
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not pair.windows_path("app.log").exists() and time.monotonic() < deadline:
+            pair.agent.full_pass(nfs_rescan=True)
+            time.sleep(0.05)
+        assert writer.is_alive()
+        published = pair.windows_path("app.log").read_text()
+    finally:
+        writing.clear()
+        writer.join()
+    assert published and log.read_text().startswith(published)  # a version it held
+
+
+def test_a_copied_path_is_no_longer_pending(make_pair):
+    pair = make_pair(settle=0.2)
+    pair.write("nfs", "a.txt", "settling\n")
+    pair.agent.full_pass(nfs_rescan=True)
+    assert pair.reconciler.pending_paths() == {"a.txt"}
+    time.sleep(0.3)
+    pair.agent.full_pass(nfs_rescan=True)
+    assert pair.windows_path("a.txt").read_text() == "settling\n"
+    assert pair.reconciler.pending_paths() == set()
 
 
 def test_copied_bytes_show_while_a_big_file_is_copied(pair):
@@ -816,6 +858,7 @@ def test_the_share_marker_is_looked_at_every_16_deletions(make_pair, monkeypatch
     pair.one_pass()  # seen gone
     pair.one_pass()  # seen gone again: deleted, until the marker's second look
     assert pair.report.deleted == 16
+    assert pair.reconciler.guard.deleted == 16  # those that went count in the burst
     assert [line["left"] for line in pair.logged("deletions stopped")][:1] == [4]
 
 
@@ -870,6 +913,18 @@ def test_deletions_still_waiting_for_their_second_look_count_in_the_burst(make_p
     pair.agent.full_pass(nfs_rescan=True)  # the first 5 seen gone again, the 6 once
     assert pair.logged("deletions held")[0]["reason"] == "11 of 20 files would be deleted"
     assert len(user_files(pair.nfs)) == 20
+
+
+def test_a_windows_file_edited_unseen_is_not_deleted_for_an_nfs_deletion(pair):
+    """Same size and mtime (9p cannot tell), other content: the deletion checks the content."""
+    pair.write("nfs", "a.txt", "agreed\n", mtime=OLD)
+    assert pair.flush()
+    (pair.nfs / "a.txt").unlink()
+    pair.write("windows", "a.txt", "edited\n", mtime=OLD)
+    pair.flush()
+    assert pair.windows_path("a.txt").read_text() == "edited\n"
+    assert (pair.nfs / "a.txt").read_text() == "edited\n"  # the edit wins over the deletion
+    assert [c["kind"] for c in pair.report.conflicts] == ["delete-vs-edit"]
 
 
 def test_deletions_stop_when_the_share_marker_goes(pair, monkeypatch):

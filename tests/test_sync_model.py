@@ -601,5 +601,9 @@ def test_a_case_only_rename_that_met_an_edit_is_a_notice_saying_so():
         assert [(p.path, p.reason) for p in machine.agent.problems if p.notice] == [
             ("a.txt", "shown on Windows as 'A.txt', on NFS as 'a.txt': a rename in case only met "
                       "an edit and was not carried over (Windows takes both for one name)")]
+        machine.delete(side="nfs", rel="a.txt", retype=False)
+        machine.delete(side="windows", rel="A.txt", retype=False)
+        machine.quiet()
+        assert [p for p in machine.agent.problems if p.notice] == []  # gone with the file
     finally:
         machine.teardown()
