@@ -153,7 +153,7 @@ class Reconciler(Observer, Renames, WindowsPaths, Settling, Applier):
                         self._touch_pending(rest.path)
                     return
                 action = None
-                if any(a in self._aside for a in ancestors(item.path)):
+                if self._aside and any(a in self._aside for a in ancestors(item.path)):
                     self._touch_pending(item.path)  # seen below what a conflict moved aside
                     continue
                 try:
