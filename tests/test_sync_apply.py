@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
+from ninepfs import windows_can_hold
 
 from filesim.sync import names
 from filesim.sync.agent import Agent
@@ -27,6 +28,7 @@ from filesim.sync.status import MARKER, marker_text
 from filesim.sync.tree import DestinationChanged, NotAFile, SideUnavailable, SourceChanged, new_hash
 from filesim.sync.versions import Versions, nfs_versions
 
+WINDOWS_FOLDER = "nas-backup"
 OLD = 1_600_000_000  # 2020-09-13: an mtime long past (not racy)
 STAMP = r"\d{8}T\d{6}Z"
 
@@ -48,7 +50,7 @@ class Pair:
     made = itertools.count()
 
     def __init__(self, base: Path, *, level: int = logging.INFO, **settings) -> None:
-        self.nfs, self.windows = base / "export", base / "data" / "nas-backup"
+        self.nfs, self.windows = base / "export", base / "data" / WINDOWS_FOLDER
         self.state = base / "state"
         for folder in (self.nfs, self.windows, self.state):
             folder.mkdir(parents=True)
@@ -124,11 +126,17 @@ def digest(text: str) -> str:
 
 
 def user_files(root: Path) -> dict[str, str]:
-    """Path (Windows names decoded to the NFS names they stand for) → content, of one side."""
-    return {names.decode_path(p.relative_to(root).as_posix()): p.read_text()
-            for p in sorted(root.rglob("*"))
-            if p.is_file() and not p.name.startswith(".filesim")
-            and ".filesim" not in p.relative_to(root).parts}
+    """Path (Windows names decoded to the NFS names they stand for) → content, of one side.
+
+    On the Windows side every name must be one Windows can hold.
+    """
+    found = {}
+    for p in sorted(root.rglob("*")):
+        rel = p.relative_to(root)
+        if p.is_file() and not p.name.startswith(".filesim") and ".filesim" not in rel.parts:
+            assert root.name != WINDOWS_FOLDER or all(map(windows_can_hold, rel.parts)), rel
+            found[names.decode_path(rel.as_posix())] = p.read_text()
+    return found
 
 
 def assert_agreed(pair: Pair, *paths: str) -> None:
@@ -250,6 +258,19 @@ def test_a_file_written_for_longer_than_max_delay_is_published_as_it_grows(make_
         writing.clear()
         writer.join()
     assert published and log.read_text().startswith(published)  # a version it held
+
+
+def test_a_folder_turned_into_a_file_waits_for_no_deletion_elsewhere(make_pair):
+    pair = make_pair(settle=0.3)
+    (pair.nfs / "thing").mkdir()
+    pair.write("nfs", "other.txt", "elsewhere\n", mtime=OLD)
+    assert pair.flush()
+    (pair.windows / "thing").rmdir()
+    pair.write("windows", "thing", "a file now\n", mtime=OLD)
+    (pair.windows / "other.txt").unlink()
+    pair.agent.full_pass(nfs_rescan=True)  # other.txt seen gone once
+    assert (pair.nfs / "thing").read_text() == "a file now\n"
+    assert (pair.nfs / "other.txt").exists()
 
 
 def test_a_copied_path_is_no_longer_pending(make_pair):
@@ -423,11 +444,12 @@ def test_the_change_seen_last_wins_when_windows_was_seen_first(make_pair):
     assert [c["kept"] for c in pair.report.conflicts] == ["nfs"]
 
 
-@pytest.mark.parametrize("file_on", ["nfs", "windows"])
-def test_a_file_against_a_folder_keeps_both_the_file_under_the_name(pair, file_on):
+@pytest.mark.parametrize(("file_on", "text"), [("nfs", "a file\n"), ("windows", "a file\n"),
+                                              ("nfs", "")])
+def test_a_file_against_a_folder_keeps_both_the_file_under_the_name(pair, file_on, text):
     """Made at the same time: a folder has no date to compare, the file keeps the name."""
     folder_on = "windows" if file_on == "nfs" else "nfs"
-    pair.write(file_on, "x:1", "a file\n", mtime=OLD)
+    pair.write(file_on, "x:1", text, mtime=OLD)
     pair.write(folder_on, "x:1/inside.txt", "in a folder\n", mtime=OLD)
     assert pair.flush()
 
@@ -435,14 +457,14 @@ def test_a_file_against_a_folder_keeps_both_the_file_under_the_name(pair, file_o
     assert on_nfs == user_files(pair.windows)
     saved = next(name.partition("/")[0] for name in on_nfs if name != "x:1")
     assert re.fullmatch(rf"x:1\.conflict-{folder_on}-{STAMP}", saved)
-    assert on_nfs == {"x:1": "a file\n", f"{saved}/inside.txt": "in a folder\n"}
+    assert on_nfs == {"x:1": text, f"{saved}/inside.txt": "in a folder\n"}
     assert [(c["path"], c["kind"], c["kept"], c["saved_as"]) for c in pair.report.conflicts] == [
         ("x:1", "type-changed", file_on, saved)]
     assert pair.logged("conflict") == [{"level": "WARNING", "path": "x:1", "kept": file_on,
                                         "saved_as": saved}]
     assert not pair.agent.state.get("x:1").is_dir and pair.agent.state.get(saved).is_dir
     assert_agreed(pair, "x:1", saved, f"{saved}/inside.txt")
-    assert pair.agent.problems.as_list() == []
+    assert pair.agent.problems.as_list() == [] and pair.logged("problem") == []
 
 
 def test_a_folder_made_after_a_file_on_the_other_side_keeps_the_name(make_pair):
@@ -498,6 +520,7 @@ def test_a_windows_folder_holding_unseen_files_is_set_aside_not_removed(pair):
     assert on_windows[f"{saved[0]}/new.txt"] == "the tester's, unseen\n"
     assert [(c["kind"], c["kept"]) for c in pair.report.conflicts] == [("type-changed", "nfs")]
     assert_agreed(pair, "d:1", saved[0], f"{saved[0]}/new.txt")
+    assert pair.agent.problems.as_list() == []
     assert pair.logged("conflict") == [{"level": "WARNING", "path": "d:1", "kind": "type-changed",
                                         "saved_as": saved[0]}]
 

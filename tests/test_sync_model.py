@@ -40,7 +40,7 @@ from harness import NinePShare
 from hypothesis import HealthCheck, Phase, seed, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
-from ninepfs import INVALID, RESERVED
+from ninepfs import windows_can_hold
 
 from filesim.sync import tree as tree_module
 from filesim.sync import versions as versions_module
@@ -387,8 +387,7 @@ def _ntfs_share_stopped():
 
 
 def _windows_can_hold(path: str) -> bool:
-    return all(not INVALID.search(part) and not RESERVED.match(part) and part[-1] not in ". "
-               for part in path.split("/"))
+    return all(windows_can_hold(part) for part in path.split("/"))
 
 
 class NtfsUsers(TwoSidedUsers):

@@ -46,6 +46,13 @@ INVALID = re.compile(r'[<>:"|?*\\\x00-\x1f]')
 #: Win32 takes a device name before the first dot, trailing spaces ignored (``con .txt``).
 RESERVED = re.compile(r"^(con|prn|aux|nul|com[0-9¹²³]|lpt[0-9¹²³]) *(\.|$)", re.IGNORECASE)
 MAX_PATH = 259
+
+
+def windows_can_hold(name: str) -> bool:
+    """Whether NTFS holds ``name`` as it is (no character it refuses, no device name, no trailing dot)."""
+    return bool(name) and not INVALID.search(name) and not RESERVED.match(name) \
+        and name[-1] not in ". "
+
 #: ``C:\simulator-data``: the mount is the data root, as in the pods.
 DATA_ROOT_LENGTH = 17
 #: The operations this share implements (each a round trip to Windows over 9p).
