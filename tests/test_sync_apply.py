@@ -204,6 +204,16 @@ def test_a_racy_entry_gets_the_content_hash_it_is_checked_against(pair):
     assert pair.logged("copy") == [] and pair.report.copied == 0
 
 
+def test_a_chmod_on_windows_reaches_nfs_without_a_copy(pair):
+    pair.write("nfs", "a:b.txt", "agreed\n", mtime=OLD)
+    assert pair.flush()
+    os.chmod(pair.windows_path("a:b.txt"), 0o444)
+    assert pair.flush()
+    assert os.stat(pair.nfs / "a:b.txt").st_mode & 0o222 == 0
+    assert len(pair.logged("copy")) == 1
+    assert_agreed(pair, "a:b.txt")
+
+
 def test_a_chmod_or_a_touch_on_nfs_copies_nothing(pair):
     pair.write("nfs", "a:b.txt", "agreed\n", mtime=OLD)
     assert pair.flush()
@@ -219,6 +229,19 @@ def test_a_chmod_or_a_touch_on_nfs_copies_nothing(pair):
     assert_agreed(pair, "a:b.txt")
     entry = pair.agent.state.get("a:b.txt")
     assert (entry.readonly, entry.nfs_mtime // 10**9, entry.sha) == (True, OLD + 60, digest("agreed\n"))
+
+
+def test_an_nfs_edit_never_overwrites_a_windows_edit_9p_cannot_show(pair):
+    """Same size and mtime on Windows, other content: checked by hash before the overwrite."""
+    pair.write("nfs", "a.txt", "version 1\n", mtime=OLD)
+    assert pair.flush()
+    pair.write("windows", "a.txt", "windows 2\n", mtime=OLD)
+    pair.write("nfs", "a.txt", "nfs edit 2\n", mtime=OLD + 60)
+    assert pair.flush()
+    on_windows = user_files(pair.windows)
+    assert sorted(on_windows.values()) == ["nfs edit 2\n", "windows 2\n"]
+    assert on_windows == user_files(pair.nfs)
+    assert [c["kind"] for c in pair.report.conflicts] == ["both-changed"]
 
 
 def test_an_nfs_edit_of_the_same_size_is_copied(pair):
@@ -243,8 +266,7 @@ def test_a_file_written_for_longer_than_max_delay_is_published_as_it_grows(make_
                 if not writing.is_set():
                     return
                 out.write(f"line {n}\n")
-                out.flush()
-                time.sleep(0.005)
+                out.flush()  # no pause: the file grows while the agent copies it
     writer = threading.Thread(target=write)
     writer.start()
     try:
@@ -294,6 +316,9 @@ def test_copied_bytes_show_while_a_big_file_is_copied(pair):
 
 
 def test_a_copied_hard_linked_nfs_file_says_its_other_names_changed(pair):
+    pair.write("nfs", "plain.txt", "one name\n")
+    assert pair.flush()
+    assert pair.reconciler.take_links_changed() is False
     pair.write("nfs", "a.txt", "linked\n")
     os.link(pair.nfs / "a.txt", pair.nfs / "b.txt")
     assert pair.flush()
@@ -773,6 +798,36 @@ def test_a_windows_deletion_reaches_nfs_logged_and_kept(pair):
         ("a.txt", "to delete\n")]
 
 
+def test_a_deletion_by_a_windows_name_reaches_nfs_and_leaves_nothing_pending(make_pair):
+    pair = make_pair(settle=0.3)
+    pair.write("nfs", "a:b.txt", "encoded on Windows\n", mtime=OLD)
+    pair.write("nfs", "keep.txt", "stays\n", mtime=OLD)
+    assert pair.flush()
+    pair.windows_path("a:b.txt").unlink()
+    pair.agent.full_pass(nfs_rescan=True)  # seen gone once
+    time.sleep(0.4)
+    pair.agent.full_pass(nfs_rescan=True)  # and again: deleted
+    assert not (pair.nfs / "a:b.txt").exists()
+    assert pair.reconciler.pending_paths() == set()
+
+
+def test_a_deleted_folder_counts_in_a_burst_by_its_files_only(pair):
+    for i in range(21):
+        pair.write("nfs", f"f-{i:02}.txt", f"{i}\n", mtime=OLD)
+    for i in range(9):
+        pair.write("nfs", f"d/g-{i}.txt", f"{i}\n", mtime=OLD)
+    assert pair.flush()
+    for i in range(9):
+        (pair.windows / "d" / f"g-{i}.txt").unlink()
+    (pair.windows / "d").rmdir()
+    assert pair.flush() and not (pair.nfs / "d").exists()
+    for i in range(9):
+        (pair.windows / f"f-{i:02}.txt").unlink()
+    pair.flush()
+    assert [line["reason"] for line in pair.logged("deletions held")] == [
+        "18 of 30 files would be deleted"]
+
+
 def test_a_deleted_folder_goes_after_its_files(pair):
     pair.write("nfs", "d/e/a.txt", "1\n", mtime=OLD)
     pair.write("nfs", "d/b.txt", "2\n", mtime=OLD)
@@ -980,6 +1035,7 @@ def test_a_bulk_batch_logs_one_line_per_action_and_direction(make_pair, level):
         pair.write("nfs", f"f-{i:03}.txt", "x" * i, mtime=OLD)
     assert pair.flush()
     [batch] = pair.logged("copy (batch)")
+    assert pair.report.copied == 120
     assert batch == {"level": "INFO", "direction": "nfs->windows", "count": 120,
                      "bytes": sum(range(120)), "examples": ["f-000.txt", "f-001.txt", "f-002.txt"]}
     singles = pair.logged("copy")
