@@ -60,13 +60,14 @@ def e2e(session: nox.Session) -> None:
 
 @nox.session(default=False)
 def mutants(session: nox.Session) -> None:
-    """Mutation testing of plan.py, guard.py and apply.py ([tool.mutmut]): what survives.
+    """Mutation testing of plan.py, guard.py, apply.py and names.py ([tool.mutmut]): what survives.
 
     Posargs pick mutants by name, e.g. ``nox -s mutants -- 'filesim.sync.plan*'`` (seconds;
-    all of apply.py's ~25 minutes: its own tests first, then the model test).
+    all of apply.py's ~25 minutes, names.py's ~15: their own tests first, then the model test).
     """
     session.install("-e", ".[test]", "mutmut>=3.3")
-    session.run("mutmut", "run", *session.posargs)
+    # A mutant that loops appending (names._decode) takes GBs a second: 4 GiB each, then it fails.
+    session.run("prlimit", f"--as={4 * 2**30}", "mutmut", "run", *session.posargs, external=True)
     session.run("mutmut", "results")
 
 

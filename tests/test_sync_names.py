@@ -51,6 +51,8 @@ def test_each_name_has_the_windows_name_of_the_rules(nfs, top, windows):
 def test_windows_names_no_nfs_name_encodes_to_decode_to_themselves():
     assert names.decode("\uff0e") == "\uff0e"  # ．alone would decode to "."
     assert names.decode("..") == ".."
+    assert names.decode("\u201b.\u201b.") == "\u201b.\u201b."  # would be "..", and "." alike
+    assert names.decode("\u201b.") == "\u201b."
     assert names.decode("a\u201b") == "a\u201b"  # a stray escape at the end
     assert names.decode("\u201b41") == "41"  # an escaped ASCII pair is no byte: "4" escaped
     assert names.decode("\u201b7F") == "7F"
