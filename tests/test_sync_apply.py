@@ -219,13 +219,12 @@ def test_a_chmod_or_a_touch_on_nfs_copies_nothing(pair):
     assert pair.flush()
     os.chmod(pair.nfs / "a:b.txt", 0o444)
     assert pair.flush()
-    assert not os.access(pair.windows_path("a:b.txt"), os.W_OK) or os.geteuid() == 0
     assert os.stat(pair.windows_path("a:b.txt")).st_mode & 0o222 == 0  # read-only there too
     os.utime(pair.nfs / "a:b.txt", (OLD + 60, OLD + 60))
     assert pair.flush()
 
     assert len(pair.logged("copy")) == 1 and pair.report.copied == 1
-    assert (pair.windows_path("a:b.txt")).read_text() == "agreed\n"
+    assert pair.windows_path("a:b.txt").read_text() == "agreed\n"
     assert_agreed(pair, "a:b.txt")
     entry = pair.agent.state.get("a:b.txt")
     assert (entry.readonly, entry.nfs_mtime // 10**9, entry.sha) == (True, OLD + 60, digest("agreed\n"))
@@ -429,8 +428,8 @@ def test_both_sides_edited_keep_both_versions_the_later_under_the_name(pair, nfs
                                         "saved_as": saved[0]}]
     assert pair.report.copied - copied == 2
     state = pair.agent.state
-    assert (state.get(path).sha, state.get(saved[0]).sha) == (digest(texts[winner]),
-                                                                   digest(texts[loser]))
+    assert state.get(path).sha == digest(texts[winner])
+    assert state.get(saved[0]).sha == digest(texts[loser])
     # by_agent: the agent wrote the Windows copy of the NFS version, whichever name it has.
     assert (state.get(path).by_agent, state.get(saved[0]).by_agent) == (
         winner == "nfs", winner == "windows")
