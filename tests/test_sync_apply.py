@@ -93,6 +93,12 @@ class Pair:
             os.utime(path, (mtime, mtime))
         return path
 
+    def agreed_files(self, count: int) -> None:
+        """``f-00.txt``… on both sides, agreed, dated long ago."""
+        for i in range(count):
+            self.write("nfs", f"f-{i:02}.txt", f"{i}\n", mtime=OLD)
+        assert self.flush()
+
     def windows_path(self, rel: str) -> Path:
         """Where the file the NFS path ``rel`` stands for is on Windows (its name encoded)."""
         return self.windows / names.encode_path(rel)
@@ -846,9 +852,7 @@ def test_a_deleted_folder_goes_after_its_files(pair):
 @pytest.mark.parametrize("deleted_on", ["windows", "nfs"])
 def test_a_burst_of_deletions_is_held_named_and_let_through_by_a_release(pair, deleted_on):
     other = "nfs" if deleted_on == "windows" else "windows"
-    for i in range(12):
-        pair.write("nfs", f"f-{i:02}.txt", f"{i}\n", mtime=OLD)
-    assert pair.flush()
+    pair.agreed_files(12)
     root = pair.windows if deleted_on == "windows" else pair.nfs
     for i in range(10):
         (root / f"f-{i:02}.txt").unlink()
@@ -875,9 +879,7 @@ def test_a_burst_of_deletions_is_held_named_and_let_through_by_a_release(pair, d
 
 
 def test_every_file_deleted_on_one_side_is_held_as_that_side_being_empty(pair):
-    for i in range(12):
-        pair.write("nfs", f"f-{i:02}.txt", f"{i}\n", mtime=OLD)
-    assert pair.flush()
+    pair.agreed_files(12)
     for i in range(12):
         (pair.windows / f"f-{i:02}.txt").unlink()
     pair.flush()
@@ -888,9 +890,7 @@ def test_every_file_deleted_on_one_side_is_held_as_that_side_being_empty(pair):
 @pytest.mark.parametrize(("created", "kind"), [(0, "file"), (9, "file"), (9, "folder")])
 def test_deletions_count_across_batches_less_what_was_created_meanwhile(pair, created, kind):
     """9 deleted, then 9 more within 10 s: a burst of 18 of 30 files, unless 9 were created."""
-    for i in range(30):
-        pair.write("nfs", f"f-{i:02}.txt", f"{i}\n", mtime=OLD)
-    assert pair.flush()
+    pair.agreed_files(30)
     for i in range(9):
         (pair.windows / f"f-{i:02}.txt").unlink()
     assert pair.flush() and pair.report.deleted == 9
@@ -910,9 +910,7 @@ def test_deletions_count_across_batches_less_what_was_created_meanwhile(pair, cr
 
 
 def test_held_deletions_the_tester_completes_are_forgotten(pair):
-    for i in range(12):
-        pair.write("nfs", f"f-{i:02}.txt", f"{i}\n", mtime=OLD)
-    assert pair.flush()
+    pair.agreed_files(12)
     for i in range(10):
         (pair.windows / f"f-{i:02}.txt").unlink()
     pair.flush()
@@ -925,9 +923,7 @@ def test_held_deletions_the_tester_completes_are_forgotten(pair):
 
 def test_the_share_marker_is_looked_at_every_16_deletions(make_pair, monkeypatch):
     pair = make_pair(max_delete_fraction=1.0)
-    for i in range(50):
-        pair.write("nfs", f"f-{i:02}.txt", f"{i}\n", mtime=OLD)
-    assert pair.flush()
+    pair.agreed_files(50)
     for i in range(20):
         (pair.windows / f"f-{i:02}.txt").unlink()
     looks = iter([True])
@@ -940,9 +936,7 @@ def test_the_share_marker_is_looked_at_every_16_deletions(make_pair, monkeypatch
 
 
 def test_deletions_from_nfs_do_not_depend_on_the_share_marker(pair, monkeypatch):
-    for i in range(20):
-        pair.write("nfs", f"f-{i:02}.txt", f"{i}\n", mtime=OLD)
-    assert pair.flush()
+    pair.agreed_files(20)
     for i in range(3):
         (pair.nfs / f"f-{i:02}.txt").unlink()
     monkeypatch.setattr(pair.reconciler, "share_ok", lambda: False)
@@ -978,9 +972,7 @@ def test_a_deletion_refused_is_the_paths_problem_and_the_rest_goes(pair, monkeyp
 def test_deletions_still_waiting_for_their_second_look_count_in_the_burst(make_pair):
     """5 confirmed and 6 seen once of 20 files: a burst of 11, held (5 alone would go)."""
     pair = make_pair(settle=0.3)
-    for i in range(20):
-        pair.write("nfs", f"f-{i:02}.txt", f"{i}\n", mtime=OLD)
-    assert pair.flush()
+    pair.agreed_files(20)
     for i in range(5):
         (pair.windows / f"f-{i:02}.txt").unlink()
     pair.agent.full_pass(nfs_rescan=True)  # seen gone once
@@ -1005,9 +997,7 @@ def test_a_windows_file_edited_unseen_is_not_deleted_for_an_nfs_deletion(pair):
 
 
 def test_deletions_stop_when_the_share_marker_goes(pair, monkeypatch):
-    for i in range(20):
-        pair.write("nfs", f"f-{i:02}.txt", f"{i}\n", mtime=OLD)
-    assert pair.flush()
+    pair.agreed_files(20)
     for i in range(3):
         (pair.windows / f"f-{i:02}.txt").unlink()
     # The share's marker looked at before the deletions go: gone (the NAS folder is being
