@@ -284,7 +284,10 @@ def test_retries_on_a_locked_file_keep_one_version_not_one_per_retry(share, nfs_
     share.lock()
     wait_until(lambda: (share.backing / "sheet.xlsx").read_bytes() == b"v2", timeout=30)
 
+    # The version is recorded just after the new content is renamed into place.
     versions = Versions.of_share(share.backing)
+    wait_until(lambda: versions.all(), timeout=10)
+    time.sleep(1)  # a version per retry would show by now
     assert [v.path for v in versions.all()] == ["sheet.xlsx"]
     index = (versions.folder / "index.jsonl").read_text().splitlines()
     assert len(index) == 1
